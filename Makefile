@@ -1,0 +1,81 @@
+# MedServe: two commands matter. `make run` serves everything; `make test` passes every test.
+# Every target installs what it needs itself (fresh machine, no Docker, no AWS account).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Lambda runs python3.12 (x86_64). Find a 3.12 interpreter; fall back to python3.
+PY312 ?= $(shell command -v python3.12 2>/dev/null || ls /root/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | head -n1 || command -v python3)
+PIP_FLAGS ?= --disable-pip-version-check --quiet --no-warn-script-location
+
+VENV        := .venv
+EXPORT_VENV := .venv-export
+TOOLS_VENV  := .venv-tools
+PY          := $(VENV)/bin/python
+BUILD       := .build
+
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help setup setup-export setup-tools run test test-fast test-slow lint models layer bench clean
+
+help:
+	@echo "make run     serve the API on http://127.0.0.1:3000 and S3 on http://127.0.0.1:4566"
+	@echo "make test    install what is needed and run every test"
+	@echo "make models  retrain and re-export every model (TensorFlow, offline)"
+	@echo "make bench   run the benchmarks and rewrite bench/RESULTS.md"
+	@echo "make layer   build the python3.12 x86_64 runtime layer into $(BUILD)/runtime"
+
+# --- environments ---------------------------------------------------------------
+$(VENV)/.stamp: requirements/dev.txt layers/runtime/requirements.txt
+	$(PY312) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip 2>&1 | grep -v "is ignored" || true
+	$(VENV)/bin/pip install $(PIP_FLAGS) -r requirements/dev.txt 2>&1 | grep -v "is ignored" ; test $${PIPESTATUS[0]} -eq 0
+	touch $@
+
+$(EXPORT_VENV)/.stamp: model_export/requirements.txt
+	$(PY312) -m venv $(EXPORT_VENV)
+	$(EXPORT_VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip 2>&1 | grep -v "is ignored" || true
+	$(EXPORT_VENV)/bin/pip install $(PIP_FLAGS) -r model_export/requirements.txt 2>&1 | grep -v "is ignored" ; test $${PIPESTATUS[0]} -eq 0
+	touch $@
+
+$(TOOLS_VENV)/.stamp: requirements/tools.txt
+	$(PY312) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip 2>&1 | grep -v "is ignored" || true
+	$(TOOLS_VENV)/bin/pip install $(PIP_FLAGS) -r requirements/tools.txt 2>&1 | grep -v "is ignored" ; test $${PIPESTATUS[0]} -eq 0
+	touch $@
+
+setup: $(VENV)/.stamp
+setup-export: $(EXPORT_VENV)/.stamp
+setup-tools: $(TOOLS_VENV)/.stamp
+
+# --- the runtime layer, built for Lambda without Docker ----------------------------
+$(BUILD)/runtime/.stamp: layers/runtime/requirements.txt layers/runtime/Makefile
+	rm -rf $(BUILD)/runtime && mkdir -p $(BUILD)/runtime
+	$(MAKE) -C layers/runtime build-RuntimeLayer ARTIFACTS_DIR=$(abspath $(BUILD)/runtime) PIP="$(abspath $(VENV))/bin/pip"
+	touch $@
+
+layer: setup $(BUILD)/runtime/.stamp
+
+# --- the two commands -----------------------------------------------------------
+run: setup
+	$(PY) -m local
+
+test: setup setup-tools setup-export layer
+	$(VENV)/bin/python -m pytest -m "not slow"
+	$(EXPORT_VENV)/bin/python -m pytest -m slow -p no:cacheprovider tests/export
+
+test-fast: setup
+	$(VENV)/bin/python -m pytest -m "not slow" -x -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+# --- offline work ---------------------------------------------------------------
+models: setup-export
+	$(EXPORT_VENV)/bin/python -m model_export --all
+
+bench: setup setup-export
+	$(EXPORT_VENV)/bin/python -m bench
+
+clean:
+	rm -rf $(BUILD) .pytest_cache .mypy_cache .ruff_cache
