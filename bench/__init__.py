@@ -1,0 +1,1 @@
+"""MedServe benchmarks: numbers live here, never in pass/fail tests."""

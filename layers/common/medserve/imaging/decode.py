@@ -1,0 +1,396 @@
+"""Decode one radiograph (PNG, JPEG or DICOM) into a greyscale float image.
+
+:func:`decode_image` is a pure function shared by the API and the batch function:
+bytes in, :class:`DecodedImage` out, or a :class:`~medserve.problems.Problem`
+(4xx) naming the field at fault. The format is read from the magic bytes, never
+from a header or a file name.
+
+- PNG / JPEG go through Pillow, restricted to the sniffed format, with a
+  decompression-bomb limit (:data:`MAX_PIXELS`; Pillow's
+  ``DecompressionBombWarning`` is turned into an error): too many pixels is
+  **413**. Colour, palette and alpha images become greyscale (ITU-R 601-2 luma);
+  16-bit greyscale PNGs keep their 16 bits.
+- DICOM (with the 128-byte preamble + ``DICM``, or a raw dataset starting with
+  group 0x0002/0x0008) goes through pydicom, imported **only** in that branch so
+  PNG requests never pay for it. The Modality LUT (rescale slope/intercept or
+  LUT) and the VOI LUT or first window centre/width are applied, MONOCHROME1 is
+  inverted. Modalities outside the model's list, multi-frame objects, missing or
+  truncated pixel data are **422**; a transfer syntax whose decoder is not
+  installed is **415**; compressed data the decoder cannot read is **422**.
+  No DICOM attribute other than the image geometry, modality, photometric
+  interpretation and bit depth is ever copied out: patient identifiers never
+  reach a response or a log line, and pydicom's own warnings (which may quote
+  element values) are silenced.
+
+Every decoded image is scaled to ``[0, 1]`` (0 = black as displayed). The model
+standardises each image inside its graph, so only the displayed contrast matters.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from io import BytesIO
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from medserve.problems import Problem, payload_too_large, unprocessable, unsupported_media_type
+
+MAX_PIXELS = 40_000_000
+"""Largest image accepted, in pixels (a 4,300 x 4,300 detector is 18.5 MP)."""
+MAX_BYTES = 64 * 1024 * 1024
+"""Largest encoded file accepted (API Gateway stops at 10 MB; this guards batch)."""
+
+# Pillow's bomb check: a warning above the limit, an error above twice the limit.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+DICOM_MAGIC = b"DICM"
+
+_HIGH_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
+_GREY_MODES = {"L"} | _HIGH_BIT_MODES
+_UNCOMPRESSED_NAMES = {"png": "PNG", "jpeg": "JPEG", "dicom": "DICOM"}
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What an imaging model accepts (the manifest's ``image`` block).
+
+    Parameters
+    ----------
+    height, width
+        The model's input size; every image is resized to it.
+    min_height, min_width
+        Smallest accepted original image (422 below).
+    modalities
+        Accepted DICOM modalities (e.g. ``("CR", "DX")``); PNG/JPEG carry none.
+    max_pixels
+        Largest accepted original image, in pixels (413 above).
+    """
+
+    height: int = 128
+    width: int = 128
+    min_height: int = 64
+    min_width: int = 64
+    modalities: tuple[str, ...] = ("CR", "DX")
+    max_pixels: int = MAX_PIXELS
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any]) -> ImageSpec:
+        """Build the spec from a manifest's ``image`` block."""
+        img = manifest.get("image", {})
+        return cls(
+            height=int(img.get("height", 128)),
+            width=int(img.get("width", 128)),
+            min_height=int(img.get("min_height", 64)),
+            min_width=int(img.get("min_width", 64)),
+            modalities=tuple(img.get("modalities", ("CR", "DX"))),
+            max_pixels=int(img.get("max_pixels", MAX_PIXELS)),
+        )
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A decoded greyscale image and what was learnt about it (never patient data).
+
+    Attributes
+    ----------
+    pixels
+        ``float32`` array ``[height, width]`` in ``[0, 1]``, 0 = black as displayed.
+    format
+        ``"png"``, ``"jpeg"`` or ``"dicom"`` (from the magic bytes).
+    height, width
+        Size of the original image in pixels.
+    modality
+        DICOM Modality (``None`` for PNG/JPEG).
+    warnings
+        Human-readable notes about the conversion, safe to return to the caller.
+    """
+
+    pixels: np.ndarray
+    format: str
+    height: int
+    width: int
+    modality: str | None = None
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+def sniff(data: bytes) -> str | None:
+    """The image format from the magic bytes: ``"png"``, ``"jpeg"``, ``"dicom"`` or ``None``.
+
+    DICOM is recognised with its preamble (``DICM`` at offset 128) or as a raw
+    dataset whose first tag is in group 0x0002 (file meta) or 0x0008 (identifying).
+    """
+    if data.startswith(PNG_MAGIC):
+        return "png"
+    if data.startswith(JPEG_MAGIC):
+        return "jpeg"
+    if len(data) >= 132 and data[128:132] == DICOM_MAGIC:
+        return "dicom"
+    if len(data) >= 8 and data[:2] in (b"\x02\x00", b"\x08\x00"):
+        return "dicom"
+    return None
+
+
+def decode_image(data: bytes, *, spec: ImageSpec, field: str = "image") -> DecodedImage:
+    """Decode PNG, JPEG or DICOM bytes into a greyscale ``[0, 1]`` image.
+
+    Parameters
+    ----------
+    data
+        The encoded file.
+    spec
+        What the model accepts (size limits, DICOM modalities).
+    field
+        The request field the bytes came from (``"image"`` for JSON, ``"body"``
+        for raw uploads), named in every problem.
+
+    Returns
+    -------
+    DecodedImage
+        The image and conversion notes.
+
+    Raises
+    ------
+    Problem
+        413 too many pixels or bytes; 415 not PNG/JPEG/DICOM or no decoder for a
+        DICOM transfer syntax; 422 unreadable, too small, wrong modality,
+        multi-frame or no pixel data.
+    """
+    if not data:
+        raise unprocessable([(field, "is empty; send a PNG, JPEG or DICOM file")])
+    if len(data) > MAX_BYTES:
+        raise payload_too_large(f"the image is larger than {MAX_BYTES // (1024 * 1024)} MiB", field=field)
+    fmt = sniff(data)
+    if fmt is None:
+        raise unsupported_media_type(
+            "the bytes are not a PNG, JPEG or DICOM file (format is read from the bytes)", field=field
+        )
+    if fmt == "dicom":
+        image = _decode_dicom(data, spec, field)
+    else:
+        image = _decode_pillow(data, fmt, spec, field)
+    return image
+
+
+# --- PNG / JPEG ---------------------------------------------------------------------------
+def _decode_pillow(data: bytes, fmt: str, spec: ImageSpec, field: str) -> DecodedImage:
+    notes: list[str] = []
+    name = _UNCOMPRESSED_NAMES[fmt]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(BytesIO(data), formats=[name])
+            width, height = im.size
+            _check_size(width, height, spec, field)
+            if fmt == "jpeg" and im.mode in ("L", "RGB", "YCbCr", "CMYK"):
+                # DCT-domain downscaling: never decodes more than ~2x the model's input.
+                im.draft("L", (2 * spec.width, 2 * spec.height))
+            im.load()
+            if im.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF orientation turns it by 90 degrees
+                width, height = height, width
+            im = ImageOps.exif_transpose(im)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise payload_too_large(
+            f"the image has more than {spec.max_pixels:,} pixels (decompression-bomb limit)", field=field
+        ) from exc
+    except Problem:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        message = f"is a {name} file that cannot be decoded (truncated or corrupt)"
+        raise unprocessable([(field, message)]) from exc
+    mode = im.mode
+    if mode not in _GREY_MODES:
+        if mode not in ("1", "LA") and _is_colour(im):
+            notes.append("colour image converted to greyscale (ITU-R 601-2 luma)")
+        if "A" in im.getbands() or "transparency" in im.info:
+            notes.append("transparency ignored")
+        im = im.convert("L")
+        mode = "L"
+    arr = np.asarray(im)
+    if mode == "L":
+        pixels = arr.astype(np.float32) / 255.0
+    elif mode.startswith("I;16"):
+        pixels = arr.astype(np.float32) / 65535.0
+    else:  # "I" or "F": no fixed range
+        pixels = _minmax(arr.astype(np.float64))
+    return DecodedImage(
+        pixels=np.ascontiguousarray(pixels, dtype=np.float32),
+        format=fmt,
+        height=height,
+        width=width,
+        warnings=tuple(notes),
+    )
+
+
+def _is_colour(im: Image.Image) -> bool:
+    """True when an RGB-ish image has any pixel whose channels differ."""
+    rgb = np.asarray(im.convert("RGB"))
+    return bool(np.any(rgb[..., 0] != rgb[..., 1]) or np.any(rgb[..., 1] != rgb[..., 2]))
+
+
+def _check_size(width: int, height: int, spec: ImageSpec, field: str) -> None:
+    if width * height > spec.max_pixels:
+        raise payload_too_large(
+            f"the image has {width * height:,} pixels; at most {spec.max_pixels:,} are accepted", field=field
+        )
+    if width < spec.min_width or height < spec.min_height:
+        raise unprocessable(
+            [
+                (
+                    field,
+                    f"image is {width}x{height} pixels; at least {spec.min_width}x{spec.min_height} "
+                    "(width x height) is required",
+                )
+            ]
+        )
+
+
+def _minmax(arr: np.ndarray) -> np.ndarray:
+    lo, hi = float(np.min(arr)), float(np.max(arr))
+    if not np.isfinite(lo) or not np.isfinite(hi):
+        arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+        lo, hi = float(np.min(arr)), float(np.max(arr))
+    if hi <= lo:
+        return np.zeros(arr.shape, dtype=np.float32)
+    return ((arr - lo) / (hi - lo)).astype(np.float32)
+
+
+# --- DICOM --------------------------------------------------------------------------------
+def _decode_dicom(data: bytes, spec: ImageSpec, field: str) -> DecodedImage:
+    """DICOM branch; pydicom is imported here and only here."""
+    with warnings.catch_warnings():
+        # pydicom's warnings can quote element values (names, dates): never let them out.
+        warnings.simplefilter("ignore")
+        return _decode_dicom_quiet(data, spec, field)
+
+
+def _decode_dicom_quiet(data: bytes, spec: ImageSpec, field: str) -> DecodedImage:
+    import pydicom
+    from pydicom import uid as dicom_uid
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
+
+    try:
+        ds = pydicom.dcmread(BytesIO(data), force=True)
+        modality = str(ds.get("Modality", "") or "").strip().upper()
+        has_pixels = "PixelData" in ds
+        frames_raw = ds.get("NumberOfFrames", 1)
+        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+    except Exception as exc:  # any parse failure is the caller's file, not our bug
+        message = "is a DICOM file that cannot be parsed (truncated or malformed)"
+        raise unprocessable([(field, message)]) from exc
+
+    expected = ", ".join(spec.modalities)
+    if not modality:
+        raise unprocessable([(field, f"DICOM Modality (0008,0060) is missing; expected one of {expected}")])
+    if modality not in spec.modalities:
+        message = f"DICOM modality {modality!r} is not accepted by this model; expected one of {expected}"
+        raise unprocessable([(field, message)])
+    if not has_pixels:
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            raise unprocessable([(field, "float pixel data is not supported; send integer Pixel Data")])
+        raise unprocessable([(field, "the DICOM object has no Pixel Data (7FE0,0010)")])
+    try:
+        frames = int(frames_raw or 1)
+    except (TypeError, ValueError):
+        frames = 1
+    if frames > 1:
+        raise unprocessable(
+            [(field, f"multi-frame DICOM ({frames} frames) is not supported; send one single-frame image")]
+        )
+    if rows <= 0 or cols <= 0:
+        raise unprocessable([(field, "DICOM Rows/Columns are missing or zero")])
+    _check_size(cols, rows, spec, field)
+
+    # Transfer syntax: from the file meta, or from how the raw dataset was encoded.
+    tsuid = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if not tsuid:
+        implicit, little = ds.original_encoding
+        if implicit is None:
+            implicit, little = True, True
+        tsuid = (
+            dicom_uid.ImplicitVRLittleEndian
+            if implicit
+            else (dicom_uid.ExplicitVRLittleEndian if little else dicom_uid.ExplicitVRBigEndian)
+        )
+        ds.file_meta = pydicom.dataset.FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = tsuid
+    tsuid = dicom_uid.UID(str(tsuid))
+    ts_name = tsuid.name if tsuid.is_valid else "unknown"
+    try:
+        decoder = get_decoder(tsuid)
+    except NotImplementedError as exc:
+        raise unsupported_media_type(
+            f"DICOM transfer syntax {ts_name} ({tsuid}) is not supported; send uncompressed "
+            "(Explicit VR Little Endian) or RLE Lossless",
+            field=field,
+        ) from exc
+    if not decoder.is_available:
+        raise unsupported_media_type(
+            f"DICOM transfer syntax {ts_name} ({tsuid}) needs a decoder that is not installed here; "
+            "send uncompressed (Explicit VR Little Endian), RLE Lossless or JPEG 2000",
+            field=field,
+        )
+
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:  # corrupt or truncated pixel data
+        what = "compressed " if tsuid.is_compressed else ""
+        raise unprocessable(
+            [(field, f"the {what}DICOM pixel data ({ts_name}) cannot be decoded (truncated or corrupt)")]
+        ) from exc
+    if arr.ndim != 2 and not (arr.ndim == 3 and arr.shape[-1] == 3):
+        raise unprocessable([(field, f"DICOM pixel array has unsupported shape {list(arr.shape)}")])
+
+    notes: list[str] = []
+    try:
+        if arr.ndim == 3:  # RGB (pydicom converted YBR already)
+            grey = arr.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+            notes.append("colour DICOM converted to greyscale (ITU-R 601-2 luma)")
+            pixels = _minmax(grey)
+        else:
+            values = apply_modality_lut(arr, ds)
+            has_voi = "VOILUTSequence" in ds or ("WindowCenter" in ds and "WindowWidth" in ds)
+            if has_voi:
+                values = apply_voi_lut(values, ds, index=0)
+            else:
+                notes.append("DICOM has no VOI LUT or window; full pixel range used")
+            pixels = _minmax(np.asarray(values, dtype=np.float64))
+            if photometric == "MONOCHROME1":
+                pixels = 1.0 - pixels
+    except Exception as exc:  # invalid LUT/window attributes
+        raise unprocessable(
+            [(field, "DICOM Modality LUT / VOI LUT (rescale or window) attributes are invalid")]
+        ) from exc
+    return DecodedImage(
+        pixels=np.ascontiguousarray(pixels, dtype=np.float32),
+        format="dicom",
+        height=rows,
+        width=cols,
+        modality=modality,
+        warnings=tuple(notes),
+    )
+
+
+# --- model input --------------------------------------------------------------------------
+def resize(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize a float image with Pillow (bilinear, antialiased when shrinking)."""
+    im = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.float32), mode="F")
+    if im.size == (width, height):
+        return np.asarray(im, dtype=np.float32)
+    out = im.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    return np.asarray(out, dtype=np.float32)
+
+
+def to_model_input(pixels: np.ndarray, spec: ImageSpec) -> np.ndarray:
+    """``[H, W]`` image in ``[0, 1]`` -> ``float32 [1, spec.height, spec.width, 1]``.
+
+    The whole image is resized (no crop, aspect ratio not kept), exactly as the
+    training data were.
+    """
+    small = np.clip(resize(pixels, spec.width, spec.height), 0.0, 1.0)
+    return small[np.newaxis, :, :, np.newaxis].astype(np.float32)

@@ -1,0 +1,287 @@
+"""Vital-sign sequence models: validate, predict, explain by occlusion, answer in FHIR.
+
+One ``session.run`` for the prediction and, with ``explain``, one more batched run for
+every occlusion window. NEWS2 (RCP 2017, SpO2 scale 1) of the last observation is
+returned beside the model's probability.
+
+Explanation (occlusion over time windows)
+-----------------------------------------
+The ``T`` observations are cut into at most :data:`MAX_WINDOWS` windows of ``k =
+ceil(T / MAX_WINDOWS)`` consecutive observations. In each occluded copy the window's
+readings (not its times) are replaced by the observation just before the window,
+carried forward ("as if nothing had changed"); the first window, which has nothing
+before it, takes the observation just after it; a window that covers the whole
+sequence takes the manifest's reference normal observation. ``weight`` = baseline
+probability − occluded probability: positive where the window's readings raised the
+predicted risk. Contributions are in time order; ``start``/``end`` are the ``time``
+strings of the window's first and last observation as sent.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from medserve import fhir
+from medserve.registry import ModelEntry
+from medserve.vitals.features import (
+    FIELD_SPECS,
+    MAX_OBSERVATIONS,
+    NUMERIC_FIELDS,
+    REFERENCE_OBSERVATION,
+    encode,
+)
+from medserve.vitals.news2 import COMPONENT_CODES, TOTAL_CODE, news2
+from medserve.vitals.validation import VitalsRequest, validate_request
+
+__all__ = ["MAX_WINDOWS", "VitalsSpec", "explain", "fhir_bundle", "parse", "predict", "spec_for", "windows"]
+
+MAX_WINDOWS = 24
+UCUM = "http://unitsofmeasure.org"
+SNOMED = "http://snomed.info/sct"
+
+
+@dataclass(frozen=True)
+class VitalsSpec:
+    """What one vitals model accepts and returns, read once from its manifest."""
+
+    features: list[dict[str, Any]]
+    horizon_hours: float
+    max_observations: int
+    threshold: float
+    labels: list[str]
+    positive: str
+    negative: str
+    input_names: tuple[str, str]
+    output_name: str
+    reference: np.ndarray  # [F_readings] encoded reference normal observation (no dt column)
+    train_min: np.ndarray
+    train_max: np.ndarray
+    columns: list[str]
+    trained_max_length: int | None
+
+
+_SPECS: dict[tuple[str, str], VitalsSpec] = {}
+
+
+def spec_for(entry: ModelEntry) -> VitalsSpec:
+    """The cached :class:`VitalsSpec` of a model (built once per container)."""
+    key = (entry.id, entry.version)
+    if key not in _SPECS:
+        m = entry.manifest
+        v = m.get("vitals", {})
+        out = m["outputs"]
+        labels = list(out.get("labels", ["no_deterioration", "deterioration"]))
+        positive = out.get("positive_label", labels[-1])
+        ref_obs = {**REFERENCE_OBSERVATION, **v.get("reference_observation", {})}
+        ref = encode([ref_obs], [datetime(2000, 1, 1)])[0, :-1]
+        inputs = m.get("inputs", [])
+        lengths = m.get("training_data", {}).get("observations_per_patient", {})
+        _SPECS[key] = VitalsSpec(
+            features=list(v.get("features", FIELD_SPECS)),
+            horizon_hours=float(v.get("horizon_hours", 24)),
+            max_observations=int(v.get("max_observations", MAX_OBSERVATIONS)),
+            threshold=float(v.get("threshold", out.get("threshold", 0.5))),
+            labels=labels,
+            positive=positive,
+            negative=next(label for label in labels if label != positive),
+            input_names=(m["onnx"]["inputs"][0]["name"], m["onnx"]["inputs"][1]["name"]),
+            output_name=m["onnx"]["outputs"][0]["name"],
+            reference=ref,
+            train_min=np.array([i.get("train_min", -np.inf) for i in inputs], dtype=np.float32),
+            train_max=np.array([i.get("train_max", np.inf) for i in inputs], dtype=np.float32),
+            columns=[i["name"] for i in inputs],
+            trained_max_length=lengths.get("max"),
+        )
+    return _SPECS[key]
+
+
+def parse(entry: ModelEntry, body: Any) -> VitalsRequest:
+    """Validate a request body against this model's manifest (422 on any violation)."""
+    spec = spec_for(entry)
+    return validate_request(body, specs=spec.features, max_observations=spec.max_observations)
+
+
+def _probabilities(entry: ModelEntry, spec: VitalsSpec, x: np.ndarray) -> np.ndarray:
+    mask = np.ones(x.shape[:2], dtype=np.float32)
+    out = entry.run({spec.input_names[0]: x, spec.input_names[1]: mask})[spec.output_name]
+    p = np.asarray(out, dtype=np.float64).reshape(len(x))
+    if not np.all(np.isfinite(p)):
+        raise ValueError(f"{entry.id}: non-finite model output")
+    return np.clip(p, 0.0, 1.0)
+
+
+def windows(t: int, max_windows: int = MAX_WINDOWS) -> list[tuple[int, int]]:
+    """Half-open ``(start, end)`` index windows covering ``range(t)`` in order.
+
+    Parameters
+    ----------
+    t
+        Number of observations.
+    max_windows
+        At most this many windows, each of ``ceil(t / max_windows)`` observations.
+    """
+    k = max(1, math.ceil(t / max_windows))
+    return [(s, min(s + k, t)) for s in range(0, t, k)]
+
+
+def explain(
+    entry: ModelEntry, spec: VitalsSpec, x: np.ndarray, base: float, times: list[str]
+) -> list[dict[str, Any]]:
+    """Occlusion contributions for one sequence ``x`` ``[1, T, F]``, one batched run.
+
+    Returns
+    -------
+    list of dict
+        ``[{"start", "end", "weight"}]`` in time order.
+    """
+    t = x.shape[1]
+    wins = windows(t)
+    batch = np.repeat(x, len(wins), axis=0)  # [W, T, F]
+    readings = slice(0, x.shape[2] - 1)  # every column but dt_hours
+    for w, (s, e) in enumerate(wins):
+        if s > 0:
+            fill = x[0, s - 1, readings]
+        elif e < t:
+            fill = x[0, e, readings]
+        else:
+            fill = spec.reference
+        batch[w, s:e, readings] = fill
+    occluded = _probabilities(entry, spec, batch)
+    return [
+        {"start": times[s], "end": times[e - 1], "weight": round(float(base - p), 6)}
+        for (s, e), p in zip(wins, occluded.tolist(), strict=True)
+    ]
+
+
+def _warnings(spec: VitalsSpec, x: np.ndarray) -> list[str]:
+    out: list[str] = []
+    if len(spec.train_min) == x.shape[2]:
+        flat = x.reshape(-1, x.shape[2])
+        outside = ((flat < spec.train_min) | (flat > spec.train_max)).any(axis=0)
+        names = [spec.columns[j] for j in np.flatnonzero(outside) if spec.columns[j] in NUMERIC_FIELDS]
+        if names:
+            out.append(
+                "values of " + ", ".join(names) + " lie outside the model's training range; "
+                "the probability is an extrapolation there"
+            )
+    if spec.trained_max_length and x.shape[1] > spec.trained_max_length:
+        out.append(
+            f"{x.shape[1]} observations: longer than any training sequence "
+            f"({spec.trained_max_length}); the model has not been validated on sequences this long"
+        )
+    return out
+
+
+def predict(entry: ModelEntry, request: VitalsRequest) -> dict[str, Any]:
+    """Run the model (and NEWS2) on a validated request.
+
+    Returns
+    -------
+    dict
+        ``{"prediction": {"probability", "label", "horizon_hours"}, "news2": {...},
+        "warnings": [...]}`` plus ``"contributions"`` when ``request.explain``.
+    """
+    spec = spec_for(entry)
+    x = encode(request.observations, request.times)[None]
+    p = float(_probabilities(entry, spec, x)[0])
+    horizon: float | int = int(spec.horizon_hours) if spec.horizon_hours.is_integer() else spec.horizon_hours
+    result: dict[str, Any] = {
+        "prediction": {
+            "probability": round(p, 6),
+            "label": spec.positive if p >= spec.threshold else spec.negative,
+            "horizon_hours": horizon,
+        },
+        "news2": news2(request.observations[-1]),
+    }
+    warnings = _warnings(spec, x)
+    if warnings:
+        result["warnings"] = warnings
+    if request.explain:
+        result["contributions"] = explain(entry, spec, x, p, [o["time"] for o in request.observations])
+    return result
+
+
+def _fhir_time(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def fhir_bundle(
+    entry: ModelEntry, request: VitalsRequest, result: dict[str, Any], request_id: str
+) -> dict[str, Any]:
+    """A FHIR R4 ``collection`` Bundle: Device, NEWS2 Observation, RiskAssessment.
+
+    The RiskAssessment's ``occurrenceDateTime`` is the last observation's time and its
+    ``prediction[0].whenRange`` runs from 0 to ``horizon_hours`` h after it; its
+    ``basis`` references the NEWS2 Observation (SNOMED CT 1104051000000101, with the
+    seven sub-scores as components).
+    """
+    spec = spec_for(entry)
+    dev = fhir.device(entry)
+    last = request.times[-1]
+    score = result["news2"]
+    horizon = result["prediction"]["horizon_hours"]
+    news_obs: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": str(uuid.uuid4()),
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "survey",
+                        "display": "Survey",
+                    }
+                ]
+            }
+        ],
+        "code": {
+            "coding": [{"system": SNOMED, "code": TOTAL_CODE[0], "display": TOTAL_CODE[1]}],
+            "text": "NEWS2 total score",
+        },
+        "effectiveDateTime": _fhir_time(last),
+        "valueQuantity": {"value": score["score"], "unit": "score", "system": UCUM, "code": "{score}"},
+        "interpretation": [{"text": f"NEWS2 clinical risk: {score['risk']}"}],
+        "method": {"text": "Royal College of Physicians NEWS2 (2017), SpO2 scale 1, last observation"},
+        "device": fhir.ref(dev),
+        "component": [
+            {
+                "code": {"coding": [{"system": SNOMED, "code": code, "display": display}]},
+                "valueInteger": score["components"][name],
+            }
+            for name, (code, display) in COMPONENT_CODES.items()
+        ],
+    }
+    pred = result["prediction"]
+    hours = {"unit": "h", "system": UCUM, "code": "h"}
+    ra: dict[str, Any] = {
+        "resourceType": "RiskAssessment",
+        "id": str(uuid.uuid4()),
+        "identifier": [{"system": "https://medserve.dev/request", "value": request_id}],
+        "status": "final",
+        "method": {"text": f"{entry.id} {entry.version} (ONNX sequence model)"},
+        "occurrenceDateTime": _fhir_time(last),
+        "performer": {**fhir.ref(dev), "display": entry.id},
+        "basis": [fhir.ref(news_obs)],
+        "prediction": [
+            {
+                "outcome": {"text": f"{spec.positive} within {horizon} h after the last observation"},
+                "probabilityDecimal": pred["probability"],
+                "qualitativeRisk": {"text": f"model label: {pred['label']}"},
+                "whenRange": {"low": {"value": 0, **hours}, "high": {"value": horizon, **hours}},
+                "rationale": f"window ends {_fhir_time(last + timedelta(hours=float(horizon)))}",
+            }
+        ],
+        "note": [{"text": "Generated by a research model; not for clinical use."}],
+    }
+    if entry.synthetic:
+        ra["note"].append(
+            {"text": "The model was trained on synthetic data: the probability has no clinical meaning."}
+        )
+    return fhir.bundle([dev, news_obs, ra])
