@@ -75,7 +75,7 @@ models: setup-export
 	$(EXPORT_VENV)/bin/python -m model_export --all
 
 bench: setup setup-export
-	$(EXPORT_VENV)/bin/python -m bench
+	$(PY) -m bench
 
 clean:
 	rm -rf $(BUILD) .pytest_cache .mypy_cache .ruff_cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import time
 import uuid
@@ -47,7 +48,7 @@ SYNTHETIC_WARNING = (
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 logger = Logger(log_uncaught_exceptions=False)
-metrics = Metrics()
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MedServe"))
 
 _JSON_TYPES = re.compile(r"^application/([a-z0-9.+-]*\+)?json$")
 
