@@ -83,8 +83,7 @@ FIELD_SPECS: Final[list[dict[str, Any]]] = [
         "type": "datetime",
         "unit": "ISO-8601",
         "description": "time of the observation; all naive or all with a UTC offset; strictly ascending",
-        "encoding": f"dt_hours = hours since the previous observation, 0 for the first, "
-        f"capped at {DT_CAP_HOURS:g}",
+        "encoding": f"dt_hours = hours since the previous observation, 0 for the first, capped at {DT_CAP_HOURS:g}",
     },
     {
         "name": "heart_rate",

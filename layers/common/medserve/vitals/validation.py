@@ -93,10 +93,65 @@ def _number_error(value: Any, spec: Mapping[str, Any]) -> str | None:
     return None
 
 
+_FIELD_SET = frozenset(OBSERVATION_FIELDS)
+
+
+Rule = tuple[str, str, float, float, frozenset[str]]
+
+
+def _rules(specs: Mapping[str, Mapping[str, Any]]) -> list[Rule]:
+    """``(name, type, min, max, allowed)`` per observation field except ``time``, precomputed."""
+    rules: list[Rule] = []
+    for name in OBSERVATION_FIELDS[1:]:
+        spec = specs[name]
+        lo, hi = spec.get("min"), spec.get("max")
+        rules.append(
+            (
+                name,
+                str(spec.get("type")),
+                -math.inf if lo is None else float(lo),
+                math.inf if hi is None else float(hi),
+                frozenset(spec.get("allowed") or ()),
+            )
+        )
+    return rules
+
+
+def _fast_path(o: Any, rules: list[Rule]) -> datetime | None:
+    """The parsed time of an observation that is entirely valid, else ``None`` (then check in full)."""
+    if type(o) is not dict or o.keys() != _FIELD_SET:
+        return None
+    for name, kind, lo, hi, allowed in rules:
+        v = o[name]
+        if kind == "number":
+            # NaN and infinities fail the comparison and take the full path
+            if type(v) not in (int, float) or not lo <= v <= hi:
+                return None
+        elif kind == "boolean":
+            if type(v) is not bool:
+                return None
+        elif kind == "string" and (type(v) is not str or v not in allowed):
+            return None
+    time = o["time"]
+    if type(time) is not str:
+        return None
+    try:
+        return parse_time(time)
+    except ValueError:
+        return None
+
+
 def _check_observation(
-    i: int, o: Any, specs: Mapping[str, Mapping[str, Any]], errors: list[tuple[str, str]]
+    i: int,
+    o: Any,
+    specs: Mapping[str, Mapping[str, Any]],
+    rules: list[Rule],
+    errors: list[tuple[str, str]],
 ) -> datetime | None:
     """Append this observation's errors; return its parsed time when it has a valid one."""
+    quick = _fast_path(o, rules)
+    if quick is not None:
+        return quick
     where = f"observations[{i}]"
     if not isinstance(o, dict):
         errors.append((where, "must be an object"))
@@ -119,9 +174,7 @@ def _check_observation(
             try:
                 when = parse_time(value)
             except ValueError:
-                errors.append(
-                    (field, "must be an ISO-8601 date-time with a time of day, e.g. 2026-11-23T08:00:00Z")
-                )
+                errors.append((field, "must be an ISO-8601 date-time with a time of day, e.g. 2026-11-23T08:00:00Z"))
         elif kind == "number":
             message = _number_error(value, spec)
             if message:
@@ -183,7 +236,8 @@ def validate_request(
     elif not 1 <= len(observations) <= max_observations:
         errors.append(("observations", f"must hold 1 to {max_observations} observations"))
     else:
-        times = [_check_observation(i, o, by_name, errors) for i, o in enumerate(observations)]
+        rules = _rules(by_name)
+        times = [_check_observation(i, o, by_name, rules, errors) for i, o in enumerate(observations)]
         errors.extend(_order_errors(times))
     if errors:
         raise unprocessable(sorted(errors, key=_error_order))

@@ -1,0 +1,21 @@
+"""VitalsFunction: ``POST /v1/vitals/{model_id}/predict`` (vital-sign sequence models)."""
+
+from __future__ import annotations
+
+from medserve.api import create_app, lambda_entry, prediction_response, read_json
+from medserve.registry import Registry
+from medserve.vitals import service
+
+REGISTRY = Registry.from_env(task="vitals")  # Lambda init: sessions opened once
+app = create_app()
+
+
+@app.post("/v1/vitals/<model_id>/predict")
+def predict(model_id: str):  # no return annotation: Powertools would build a schema for it
+    entry = REGISTRY.get(model_id, task="vitals")
+    request = service.parse(entry, read_json(app))
+    result = service.predict(entry, request)
+    return prediction_response(app, entry, result, fhir=lambda rid: service.fhir_bundle(entry, request, result, rid))
+
+
+lambda_handler = lambda_entry(app)
