@@ -92,9 +92,8 @@ def model_folder(model_id: str) -> Path:
 
 def keras_file(model_id: str) -> Path | None:
     """The Keras model the export saved beside the ONNX one (not shipped), if present."""
-    for candidate in (ROOT / "model_export" / "keras").glob(f"{model_id}*.keras"):
-        return candidate
-    return None
+    path = model_folder(model_id) / "model.keras"
+    return path if path.is_file() else None
 
 
 def _env() -> dict[str, str]:
@@ -173,5 +172,5 @@ def run(n: int = 500, cold_runs: int = 5) -> dict[str, Any]:
             EXPORT_PY, KERAS_WARM.format(keras_file=kfile, folder=folder, n=n, warmup=20), runs=1
         )
     else:
-        out["keras_missing"] = "no model_export/keras/*.keras or no .venv-export: run `make models` first"
+        out["keras_missing"] = "no model.keras beside the ONNX model or no .venv-export: run `make models` first"
     return out

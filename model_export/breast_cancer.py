@@ -232,6 +232,9 @@ def build(out_root: Path, *, quick: bool = False, seed: int = SEED, **_: Any) ->
         output_names=["probability"],
     )
     parity = parity_gate({"probability": p_test_2d}, onnx_path, {"features": x[te]}, tol=PARITY_TOLERANCE)
+    # The Keras source model stays beside the ONNX one (not shipped in the layer): the
+    # benchmark measures it side by side with ONNX Runtime, and auditors can re-check parity.
+    model.save(out / "model.keras")
     log.info("%s parity max abs diff %.3g (n=%d)", MODEL_ID, parity["max_abs_diff"], parity["n"])
 
     units = {n: _describe(n)[0] for n in names}
