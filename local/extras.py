@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("local")
 
-EXTRAS: tuple[str, ...] = ()
+EXTRAS: tuple[str, ...] = ("local.s3",)
 """Modules started after the API, in order (stopped in reverse)."""
 
 ENV_VAR = "MEDSERVE_LOCAL_EXTRAS"

@@ -1,0 +1,157 @@
+"""Batch throughput: rows/second through the batch handler vs raw ``session.run`` on the same rows.
+
+``bench_batch(rows)`` puts one CSV of ``rows`` real held-out WDBC cases (cycled) into a
+moto S3, then times, on the same rows:
+
+- ``handler``: ``functions/batch/app.py`` ``lambda_handler`` on a real-shaped SQS event
+  (HEAD + GET from S3, CSV parsing, per-row validation, chunked ``session.run``, result
+  JSON written back to S3; moto is in-process, so S3 costs are local);
+- ``process``: :func:`medserve.batch.tasks.process` alone (parse + validate + predict);
+- ``raw``: one ``session.run`` on the pre-packed float32 matrix, and the same in chunks
+  of :data:`medserve.batch.tasks.CHUNK_ROWS` (what the handler does).
+
+``make bench`` runs in the export venv, which has no moto: there the measurement runs
+in the runtime venv (``.venv``) as ``python -m bench.batch``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+from bench.common import ROOT
+
+RUNTIME_PY = ROOT / ".venv" / "bin" / "python"
+MODEL_ID = "breast-cancer"
+REPEATS = 3
+
+
+def _median_s(fn: Any, repeats: int = REPEATS) -> float:
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+def _measure(rows: int) -> dict[str, Any]:
+    import boto3
+    import numpy as np
+    from moto import mock_aws
+
+    sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
+    os.environ.setdefault("MEDSERVE_MODELS_DIR", str(ROOT / "layers" / "models"))
+    os.environ.update(
+        {
+            "MEDSERVE_OUTPUT_BUCKET": "bench-output",
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+        }
+    )
+    from medserve.batch import storage, tasks
+
+    from local.batch_poller import sqs_event
+    from tests.conftest import FakeContext, load_handler
+
+    with mock_aws():
+        storage.reset_client()
+        s3 = boto3.client("s3", region_name="us-east-1")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        for bucket in ("bench-input", "bench-output"):
+            s3.create_bucket(Bucket=bucket)
+        url = sqs.create_queue(QueueName="bench")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        s3.put_bucket_notification_configuration(
+            Bucket="bench-input",
+            NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]},
+        )
+        app = load_handler("batch")
+        entry = app.REGISTRY.get(MODEL_ID)
+        names = [i["name"] for i in entry.manifest["inputs"]]
+        parity = np.load(entry.path / "parity.npz")["in:features"].astype(np.float32)
+        x = parity[np.arange(rows) % len(parity)]
+        lines = ["id," + ",".join(names)] + [
+            f"r{k}," + ",".join(repr(float(v)) for v in row) for k, row in enumerate(x)
+        ]
+        data = ("\n".join(lines) + "\n").encode()
+        key = f"incoming/{MODEL_ID}/bench.csv"
+        s3.put_object(Bucket="bench-input", Key=key, Body=data)
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+        event = sqs_event([m for m in messages if "Records" in m["Body"]], queue_arn=arn, region="us-east-1")
+
+        def handler() -> None:
+            with contextlib.redirect_stdout(io.StringIO()):
+                response = app.lambda_handler(event, FakeContext())
+            assert response == {"batchItemFailures": []}, response
+
+        handler()  # warm-up (and correctness)
+        doc = json.loads(s3.get_object(Bucket="bench-output", Key=f"results/{MODEL_ID}/bench.csv.json")["Body"].read())
+        assert doc["summary"] == {"rows": rows, "ok": rows, "failed": 0}, doc["summary"]
+        handler_s = _median_s(handler)
+        process_s = _median_s(lambda: tasks.process(entry, data, "bench.csv", max_rows=10**7))
+        input_name = entry.manifest["onnx"]["inputs"][0]["name"]
+        raw_s = _median_s(lambda: entry.session.run(None, {input_name: x}))
+        chunk = tasks.CHUNK_ROWS
+
+        def chunked() -> None:
+            for start in range(0, rows, chunk):
+                entry.session.run(None, {input_name: x[start : start + chunk]})
+
+        raw_chunked_s = _median_s(chunked)
+        storage.reset_client()
+
+    def rate(seconds: float) -> float:
+        return round(rows / seconds, 1)
+
+    return {
+        "model": MODEL_ID,
+        "rows": rows,
+        "csv_bytes": len(data),
+        "result_bytes": len(json.dumps(doc)),
+        "chunk_rows": chunk,
+        "repeats": REPEATS,
+        "handler": {"seconds": round(handler_s, 4), "rows_per_s": rate(handler_s)},
+        "process": {"seconds": round(process_s, 4), "rows_per_s": rate(process_s)},
+        "raw_session_run": {"seconds": round(raw_s, 5), "rows_per_s": rate(raw_s)},
+        "raw_session_run_chunked": {"seconds": round(raw_chunked_s, 5), "rows_per_s": rate(raw_chunked_s)},
+        "handler_vs_raw_chunked": round(handler_s / raw_chunked_s, 1),
+    }
+
+
+def bench_batch(rows: int = 10000) -> dict[str, Any]:
+    """Rows/second of the batch handler and of raw ``session.run`` on the same ``rows`` rows."""
+    if importlib.util.find_spec("moto") is not None:
+        return _measure(rows)
+    out = subprocess.run(
+        [str(RUNTIME_PY), "-m", "bench.batch", "--rows", str(rows)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    return json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.batch", description=__doc__)
+    parser.add_argument("--rows", type=int, default=10000)
+    args = parser.parse_args()
+    print(json.dumps(bench_batch(args.rows)))
+
+
+if __name__ == "__main__":
+    main()

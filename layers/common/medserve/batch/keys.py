@@ -1,0 +1,74 @@
+"""The batch key layout: ``incoming/<model_id>/<name>`` in, ``results/`` or ``errors/`` out.
+
+Output keys are derived from the input key alone, so a redelivered message rewrites
+the same document (idempotent). Keys may hold patient names in the wild: logs carry
+:func:`key_hash`, never the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+INCOMING = "incoming/"
+RESULTS = "results/"
+ERRORS = "errors/"
+SUFFIX = ".json"
+
+
+@dataclass(frozen=True)
+class ObjectKey:
+    """An input key split into the model id and the name below it.
+
+    Attributes
+    ----------
+    key
+        The full (URL-decoded) input key.
+    model_id
+        The segment after ``incoming/`` (``""`` when the key has none).
+    name
+        Everything after ``incoming/<model_id>/`` (may contain ``/``; ``""`` when absent).
+    relative
+        The key below ``incoming/`` (the whole key when it is not under ``incoming/``):
+        the output keys are ``results/<relative>.json`` and ``errors/<relative>.json``.
+    """
+
+    key: str
+    model_id: str
+    name: str
+    relative: str
+
+    @property
+    def well_formed(self) -> bool:
+        """True when the key is ``incoming/<model_id>/<name>`` with both parts non-empty."""
+        return self.key.startswith(INCOMING) and bool(self.model_id) and bool(self.name)
+
+    @property
+    def result_key(self) -> str:
+        """Where a result document goes."""
+        return f"{RESULTS}{self.relative}{SUFFIX}"
+
+    @property
+    def error_key(self) -> str:
+        """Where a problem document goes."""
+        return f"{ERRORS}{self.relative}{SUFFIX}"
+
+
+def parse_key(key: str) -> ObjectKey:
+    """Split a URL-decoded object key (see :class:`ObjectKey`)."""
+    if key.startswith(INCOMING):
+        relative = key[len(INCOMING) :]
+        model_id, _, name = relative.partition("/")
+    else:
+        relative, model_id, name = key, "", ""
+    return ObjectKey(key=key, model_id=model_id, name=name, relative=relative)
+
+
+def is_folder_marker(key: str, size: int | None) -> bool:
+    """A zero-byte ``.../`` object, as the S3 console's "Create folder" makes: not an input."""
+    return key.endswith("/") and not size
+
+
+def key_hash(key: str) -> str:
+    """A log-safe stand-in for a key: the first 16 hex digits of its sha256."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]

@@ -1,0 +1,217 @@
+"""Read a batch object (CSV or JSON Lines) into rows, or refuse it with one problem.
+
+Decisions
+---------
+- **Text**: UTF-8 (a leading byte-order mark is dropped). Bytes that are not UTF-8
+  are a 400 problem; binary content (NUL bytes, or a PNG/JPEG/DICOM/ZIP/GZIP
+  signature) sent to a tabular or vitals model is 415.
+- **Format**: the name's extension decides (``.csv``; ``.jsonl``, ``.ndjson``,
+  ``.json``); any other name is sniffed: a first non-blank character ``{`` means
+  JSON Lines, anything else CSV.
+- **CSV** (RFC 4180, comma-separated, first row the header): header names are
+  stripped of surrounding spaces; an unknown, duplicate or missing column refuses
+  the whole file (422, ``header.<column>``), because every row would fail the same
+  way. Blank lines are skipped. A row with the wrong number of cells is a bad
+  *row*, reported in its own place. Cells stay strings here; the task converts.
+- **JSON Lines**: one JSON object per non-blank line. A line that is not JSON, or
+  not an object, is a bad row; an ``id`` key, if present, is the row's id and not
+  a feature.
+- Rows are numbered from 0 in file order (``row``), as the API numbers
+  ``instances[i]``; ``line`` is the 1-based line of the file, for people.
+- An object with no data rows is 422; more than ``max_rows`` rows is 413.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from medserve.problems import Problem, bad_request, payload_too_large, unprocessable, unsupported_media_type
+
+ID_COLUMN = "id"
+CSV_EXTENSIONS = (".csv",)
+JSONL_EXTENSIONS = (".jsonl", ".ndjson", ".json")
+_BINARY_MAGIC = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"PK\x03\x04",
+    b"\x1f\x8b",
+    b"%PDF",
+)
+
+
+@dataclass
+class Row:
+    """One data row.
+
+    Attributes
+    ----------
+    index
+        0-based position among the data rows.
+    line
+        1-based line of the file where the row starts.
+    id
+        The ``id`` cell / key (``None`` when absent).
+    values
+        The other cells (CSV: stripped strings, empty cells left out) or keys (JSON).
+    error
+        A problem already found while reading (bad JSON, wrong cell count).
+    """
+
+    index: int
+    line: int
+    id: Any = None
+    values: dict[str, Any] = field(default_factory=dict)
+    error: Problem | None = None
+
+
+@dataclass
+class Table:
+    """A read object: its format, CSV header (if any) and rows."""
+
+    format: str
+    rows: list[Row]
+    columns: list[str] | None = None
+
+
+def _is_binary(data: bytes) -> bool:
+    head = data[:1024]
+    if any(head.startswith(m) for m in _BINARY_MAGIC) or (len(data) >= 132 and data[128:132] == b"DICM"):
+        return True
+    return b"\x00" in head
+
+
+def decode_text(data: bytes) -> str:
+    """The object as text: 422 when empty, 415 when binary, 400 when not UTF-8."""
+    if not data.strip():
+        raise unprocessable([("object", "is empty; send a CSV with a header row, or JSON Lines")])
+    if _is_binary(data):
+        raise unsupported_media_type("the object is binary; this model reads CSV or JSON Lines text", field="object")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise bad_request(f"the object is not UTF-8 text (invalid byte at offset {exc.start})", field="object") from exc
+
+
+def detect_format(name: str, text: str) -> str:
+    """``"csv"`` or ``"jsonl"`` from the name's extension, else from the first character."""
+    lower = name.lower()
+    if lower.endswith(CSV_EXTENSIONS):
+        return "csv"
+    if lower.endswith(JSONL_EXTENSIONS):
+        return "jsonl"
+    return "jsonl" if text.lstrip().startswith("{") else "csv"
+
+
+def _too_many(max_rows: int) -> Problem:
+    return payload_too_large(
+        f"the object has more than {max_rows:,} rows (MEDSERVE_BATCH_MAX_ROWS); split it into smaller files",
+        field="object",
+    )
+
+
+def check_header(columns: Sequence[str], required: Sequence[str], optional: Iterable[str] = (ID_COLUMN,)) -> None:
+    """Refuse a CSV header with unknown, duplicate or missing columns (422, every column named)."""
+    allowed = set(required) | set(optional)
+    errors: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for col in columns:
+        if col == "":
+            errors.append(("header", "has an empty column name"))
+        elif col in seen:
+            errors.append((f"header.{col}", "duplicate column"))
+        elif col not in allowed:
+            errors.append((f"header.{col}", "unknown column for this model"))
+        seen.add(col)
+    for name in required:
+        if name not in seen:
+            errors.append((f"header.{name}", "required column is missing"))
+    if errors:
+        detail = (
+            f"the CSV header does not match the model's inputs ({len(errors)} problem"
+            f"{'s' if len(errors) != 1 else ''}); expected the columns {', '.join(required)}"
+            " and optionally id"
+        )
+        raise unprocessable(errors, detail=detail)
+
+
+def read_csv(text: str, *, required: Sequence[str], max_rows: int) -> Table:
+    """Parse CSV text whose header must name ``required`` (plus an optional ``id``)."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header: list[str] | None = None
+        rows: list[Row] = []
+        for cells in reader:
+            if not any(c.strip() for c in cells):
+                continue
+            if header is None:
+                header = [c.strip() for c in cells]
+                check_header(header, required)
+                continue
+            line = reader.line_num
+            if len(rows) >= max_rows:
+                raise _too_many(max_rows)
+            row = Row(index=len(rows), line=line)
+            if len(cells) != len(header):
+                if ID_COLUMN in header and header.index(ID_COLUMN) < len(cells):
+                    row.id = cells[header.index(ID_COLUMN)].strip() or None
+                row.error = unprocessable(
+                    [("row", f"has {len(cells)} cells; the header has {len(header)}")],
+                    detail="the row does not have one cell per header column",
+                )
+            else:
+                for col, cell in zip(header, cells, strict=True):
+                    value = cell.strip()
+                    if col == ID_COLUMN:
+                        row.id = value or None
+                    elif value != "":
+                        row.values[col] = value
+            rows.append(row)
+    except csv.Error as exc:
+        raise bad_request(f"the CSV cannot be parsed near line {reader.line_num}: {exc}", field="object") from exc
+    if header is None:
+        raise unprocessable([("object", "has no header row")])
+    if not rows:
+        raise unprocessable([("object", "has a header but no data rows")])
+    return Table(format="csv", rows=rows, columns=header)
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_jsonl(text: str, *, max_rows: int) -> Table:
+    """Parse JSON Lines: one object per non-blank line (bad lines become bad rows)."""
+    rows: list[Row] = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if len(rows) >= max_rows:
+            raise _too_many(max_rows)
+        row = Row(index=len(rows), line=line_no)
+        try:
+            obj = json.loads(line, parse_constant=_reject_constant)
+        except ValueError:
+            row.error = bad_request("the line is not valid JSON", field="line")
+        else:
+            if isinstance(obj, dict):
+                row.id = obj.pop(ID_COLUMN, None)
+                row.values = obj
+            else:
+                row.error = unprocessable([("line", "must be a JSON object")])
+        rows.append(row)
+    if not rows:
+        raise unprocessable([("object", "has no JSON Lines rows")])
+    return Table(format="jsonl", rows=rows)
+
+
+def read_table(data: bytes, name: str, *, required: Sequence[str], max_rows: int) -> Table:
+    """Decode, pick the format and parse (see the module's decisions)."""
+    text = decode_text(data)
+    if detect_format(name, text) == "csv":
+        return read_csv(text, required=required, max_rows=max_rows)
+    return read_jsonl(text, max_rows=max_rows)

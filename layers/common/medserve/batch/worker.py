@@ -1,0 +1,306 @@
+"""One SQS message (an S3 event notification) -> exactly one outcome document per object.
+
+For an object at ``incoming/<model_id>/<name>``:
+
+1. ``HeadObject``: its size is checked against ``MEDSERVE_BATCH_MAX_BYTES`` before
+   anything is downloaded; ``GetObject`` then reads that same version (``If-Match``).
+2. The model is looked up in the registry (every task's sessions are loaded at init,
+   so one function serves every model and a new model needs no code).
+3. The task library predicts (:mod:`medserve.batch.tasks`).
+4. The outcome is written: ``results/<model_id>/<name>.json`` or a problem document
+   at ``errors/<model_id>/<name>.json``. **Exactly one outcome**: after writing one,
+   a stale document of the other kind for the same name is deleted (write first, then
+   delete, so there is never a moment with none). Both keys derive from the input key
+   alone, so a redelivered message rewrites the same document.
+
+What is *not* an outcome: ``s3:TestEvent`` messages, events other than
+``ObjectCreated:*`` and zero-byte "folder" keys ending in ``/`` are acknowledged and
+skipped. An object deleted before it was read gets a 404 problem document unless it
+already has an outcome (a late duplicate must not replace a good result).
+
+What is retried: any failure that is not the object's fault (S3 throttling, 5xx,
+timeouts, access denied, a bug) raises, so SQS redelivers the message and, after
+``maxReceiveCount`` receives, moves it to the DLQ. A message body that is not an S3
+notification raises too, so it ends in the DLQ rather than vanishing.
+
+Logs carry the model id (only when it names a served model), a sha256 prefix of the
+key (never the key: keys may hold patient names), sizes, row counts and the outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from urllib.parse import unquote_plus
+
+from medserve.batch import storage
+from medserve.batch.keys import ObjectKey, is_folder_marker, key_hash, parse_key
+from medserve.batch.tasks import problem_body, process
+from medserve.problems import PROBLEM_CONTENT_TYPE, Problem, not_found, payload_too_large, unprocessable
+from medserve.registry import ModelEntry, Registry
+
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+DEFAULT_MAX_ROWS = 100_000
+JSON_CONTENT_TYPE = "application/json"
+
+
+class _Logger(Protocol):
+    def info(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...  # pragma: no cover
+
+    def warning(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...  # pragma: no cover
+
+    def exception(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...  # pragma: no cover
+
+
+class _Metrics(Protocol):
+    def add_metric(self, name: str, unit: Any, value: float) -> Any: ...  # pragma: no cover
+
+
+class NotAnS3Notification(ValueError):
+    """An SQS body that is neither an S3 event notification nor an ``s3:TestEvent``."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The batch function's configuration (read once at init)."""
+
+    output_bucket: str
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_rows: int = DEFAULT_MAX_ROWS
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """``MEDSERVE_OUTPUT_BUCKET`` (required), ``MEDSERVE_BATCH_MAX_BYTES``, ``MEDSERVE_BATCH_MAX_ROWS``."""
+        bucket = os.environ.get("MEDSERVE_OUTPUT_BUCKET", "")
+        if not bucket:
+            raise RuntimeError("MEDSERVE_OUTPUT_BUCKET is not set")
+        return cls(
+            output_bucket=bucket,
+            max_bytes=int(os.environ.get("MEDSERVE_BATCH_MAX_BYTES", DEFAULT_MAX_BYTES)),
+            max_rows=int(os.environ.get("MEDSERVE_BATCH_MAX_ROWS", DEFAULT_MAX_ROWS)),
+        )
+
+
+@dataclass
+class Outcome:
+    """What happened to one object (or one skipped record)."""
+
+    kind: str  # "result" | "error" | "skipped" | "kept"
+    output_key: str | None = None
+    status: int | None = None
+    reason: str | None = None
+    log: dict[str, Any] = field(default_factory=dict)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class BatchWorker:
+    """Turns S3 notifications into result or problem documents in the output bucket.
+
+    Parameters
+    ----------
+    registry
+        Every served model, sessions loaded.
+    settings
+        Output bucket and limits.
+    logger, metrics
+        Powertools (or compatible) logger and metrics; optional.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        settings: Settings,
+        *,
+        logger: _Logger | None = None,
+        metrics: _Metrics | None = None,
+    ) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.logger = logger
+        self.metrics = metrics
+
+    # -- messages ------------------------------------------------------------------
+    def handle_message(self, message_id: str, body: str) -> list[Outcome]:
+        """Process every S3 record of one SQS message body; raise to have it retried."""
+        try:
+            event = json.loads(body)
+        except (TypeError, ValueError) as exc:
+            raise NotAnS3Notification("the SQS message body is not JSON") from exc
+        if not isinstance(event, dict):
+            raise NotAnS3Notification("the SQS message body is not a JSON object")
+        if event.get("Event") == "s3:TestEvent":
+            self._log({"outcome": "skipped", "reason": "s3:TestEvent", "message_id": message_id})
+            return [Outcome("skipped", reason="s3:TestEvent")]
+        records = event.get("Records")
+        if not isinstance(records, list) or not records:
+            raise NotAnS3Notification("the SQS message body has no S3 event Records")
+        return [self.handle_record(message_id, record) for record in records]
+
+    def handle_record(self, message_id: str, record: dict[str, Any]) -> Outcome:
+        """One S3 event record (``eventSource`` ``aws:s3``)."""
+        if not isinstance(record, dict) or record.get("eventSource") != "aws:s3":
+            raise NotAnS3Notification("an event record is not from aws:s3")
+        event_name = str(record.get("eventName", ""))
+        s3 = record.get("s3") or {}
+        bucket = (s3.get("bucket") or {}).get("name")
+        obj = s3.get("object") or {}
+        if not bucket or "key" not in obj:
+            raise NotAnS3Notification("an S3 event record lacks the bucket or the key")
+        key = unquote_plus(str(obj["key"]))
+        if not event_name.startswith("ObjectCreated:"):
+            self._log({"outcome": "skipped", "reason": "not ObjectCreated", "message_id": message_id})
+            return Outcome("skipped", reason=event_name)
+        if is_folder_marker(key, obj.get("size")):
+            self._log({"outcome": "skipped", "reason": "folder marker", "message_id": message_id})
+            return Outcome("skipped", reason="folder marker")
+        return self.handle_object(bucket, key, message_id=message_id)
+
+    # -- one object ----------------------------------------------------------------
+    def handle_object(self, bucket: str, key: str, *, message_id: str) -> Outcome:
+        """Read, predict and write the one outcome of ``s3://bucket/key``."""
+        started = time.perf_counter()
+        where = parse_key(key)
+        source: dict[str, Any] = {"bucket": bucket, "key": key, "etag": None, "size": None}
+        entry: ModelEntry | None = None
+        log: dict[str, Any] = {"message_id": message_id, "key_sha256": key_hash(key), "model_id": None}
+        try:
+            try:
+                if not where.well_formed:
+                    raise unprocessable(
+                        [("key", "must be incoming/<model_id>/<name>")],
+                        detail="the object is not at incoming/<model_id>/<name>, so no model can be chosen",
+                    )
+                entry = self.registry.get(where.model_id)
+                log["model_id"] = entry.id
+                meta = storage.head(bucket, key)
+                source.update(etag=meta["etag"], size=meta["size"])
+                if meta.get("version_id") not in (None, "null"):
+                    source["version_id"] = meta["version_id"]
+                log["size"] = meta["size"]
+                if meta["size"] > self.settings.max_bytes:
+                    raise self._too_large(meta["size"])
+                try:
+                    data = storage.get(bucket, key, etag=meta["etag"], max_bytes=self.settings.max_bytes)
+                except storage.ObjectTooLarge:
+                    raise self._too_large(None) from None
+                body = process(entry, data, where.name, max_rows=self.settings.max_rows)
+            except storage.ObjectGone:
+                return self._gone(where, source, entry, log, started)
+        except Problem as problem:
+            outcome = self._write_error(where, source, entry, problem, message_id)
+        except Exception as exc:
+            log.update(
+                outcome="retry",
+                error_type=type(exc).__name__,
+                error_code=storage.error_code(exc),
+                transient=storage.is_transient(exc),
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+            if log["transient"]:
+                self._warn(log)
+            elif self.logger is not None:
+                self.logger.exception("batch object failed; the message will be retried", extra=log)
+            self._metric("BatchRetries", 1)
+            raise
+        else:
+            assert entry is not None
+            outcome = self._write_result(where, source, entry, body, message_id)
+            log.update(format=body.get("format"), **{f"rows_{k}": v for k, v in body["summary"].items()})
+        log.update(outcome.log)
+        log.update(outcome=outcome.kind, status=outcome.status)
+        log["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        self._log(log)
+        return outcome
+
+    def _too_large(self, size: int | None) -> Problem:
+        limit = self.settings.max_bytes
+        what = f"{size:,} bytes" if size is not None else "larger than the limit"
+        return payload_too_large(
+            f"the object is {what}; at most {limit:,} bytes (MEDSERVE_BATCH_MAX_BYTES) are read. "
+            "Split it into smaller files.",
+            field="object",
+        )
+
+    def _write_result(
+        self, where: ObjectKey, source: dict[str, Any], entry: ModelEntry, body: dict[str, Any], message_id: str
+    ) -> Outcome:
+        from medserve.api import warnings_for
+
+        document: dict[str, Any] = {
+            "model": entry.info(),
+            "request_id": message_id,
+            "processed_at": _now(),
+            "source": source,
+            **{k: v for k, v in body.items() if k != "warnings"},
+            "warnings": warnings_for(entry, body.get("warnings")),
+        }
+        out = self.settings.output_bucket
+        storage.put_json(out, where.result_key, document, content_type=JSON_CONTENT_TYPE)
+        storage.delete_if_present(out, where.error_key)
+        summary = body["summary"]
+        self._metric("BatchObjects", 1)
+        self._metric("BatchRows", summary["rows"])
+        self._metric("BatchRowsFailed", summary["failed"])
+        return Outcome("result", output_key=where.result_key, status=200)
+
+    def _write_error(
+        self,
+        where: ObjectKey,
+        source: dict[str, Any],
+        entry: ModelEntry | None,
+        problem: Problem,
+        message_id: str,
+    ) -> Outcome:
+        document = {
+            **problem_body(problem),
+            "request_id": message_id,
+            "processed_at": _now(),
+            "model": entry.info() if entry is not None else None,
+            "source": source,
+        }
+        out = self.settings.output_bucket
+        storage.put_json(out, where.error_key, document, content_type=PROBLEM_CONTENT_TYPE)
+        storage.delete_if_present(out, where.result_key)
+        self._metric("BatchObjectErrors", 1)
+        return Outcome("error", output_key=where.error_key, status=problem.status)
+
+    def _gone(
+        self,
+        where: ObjectKey,
+        source: dict[str, Any],
+        entry: ModelEntry | None,
+        log: dict[str, Any],
+        started: float,
+    ) -> Outcome:
+        out = self.settings.output_bucket
+        if storage.exists(out, where.result_key) or storage.exists(out, where.error_key):
+            outcome = Outcome("kept", reason="object deleted; its earlier outcome is kept")
+        else:
+            problem = not_found("the object was deleted before it could be read; upload it again")
+            outcome = self._write_error(where, source, entry, problem, str(log["message_id"]))
+        log.update(outcome=outcome.kind, status=outcome.status, reason="object gone")
+        log["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        self._log(log)
+        return outcome
+
+    # -- observability -------------------------------------------------------------
+    def _log(self, fields: dict[str, Any]) -> None:
+        if self.logger is not None:
+            self.logger.info("batch object", extra=fields)
+
+    def _warn(self, fields: dict[str, Any]) -> None:
+        if self.logger is not None:
+            self.logger.warning("batch object failed transiently; the message will be retried", extra=fields)
+
+    def _metric(self, name: str, value: float) -> None:
+        if self.metrics is not None:
+            from aws_lambda_powertools.metrics import MetricUnit
+
+            self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)

@@ -1,0 +1,119 @@
+"""End to end: ``python -m local`` with its S3 endpoint; upload with boto3, poll the output bucket.
+
+Starts its own runner (free API and S3 ports, ``MEDSERVE_LOCAL_EXTRAS=local.s3``) so it
+never collides with a ``make run`` on 4566, and stops it afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from tests.e2e.conftest import REPO_ROOT, _free_port, _tail
+
+WAIT_S = 60.0
+BC_MANIFEST = json.loads(next((REPO_ROOT / "layers/models/breast-cancer").glob("*/manifest.json")).read_text())
+BC_NAMES = [i["name"] for i in BC_MANIFEST["inputs"]]
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The runner's S3 endpoint URL, once its buckets exist."""
+    api_port, s3_port = _free_port(), _free_port()
+    endpoint = f"http://127.0.0.1:{s3_port}"
+    log_path: Path = tmp_path_factory.mktemp("batch-runner") / "runner.log"
+    env = {
+        **os.environ,
+        "HOST": "127.0.0.1",
+        "PORT": str(api_port),
+        "S3_PORT": str(s3_port),
+        "MEDSERVE_LOCAL_EXTRAS": "local.s3",
+        "PYTHONUNBUFFERED": "1",
+    }
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "local"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        s3 = client(endpoint)
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the local runner exited with {proc.returncode}:\n{_tail(log_path)}")
+            try:
+                s3.head_bucket(Bucket="medserve-input")
+                s3.head_bucket(Bucket="medserve-output")
+                if "Ctrl-C to stop" in _tail(log_path, 100_000):
+                    break
+            except Exception:  # noqa: BLE001,S110 - not up yet
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"no S3 endpoint within {WAIT_S:.0f} s:\n{_tail(log_path)}")
+            time.sleep(0.3)
+        yield endpoint
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+
+def client(endpoint: str) -> Any:
+    """Any credentials work against the local endpoint."""
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="eu-central-1",
+        aws_access_key_id="anything",
+        aws_secret_access_key="at-all",  # noqa: S106 - the local endpoint takes any credentials
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
+    )
+
+
+def wait_for(s3: Any, key: str) -> dict[str, Any]:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            return json.loads(s3.get_object(Bucket="medserve-output", Key=key)["Body"].read())
+        except ClientError:
+            time.sleep(0.5)
+    raise AssertionError(f"no s3://medserve-output/{key} within {WAIT_S:.0f} s")
+
+
+def test_csv_upload_gets_a_result_document(s3_endpoint: str) -> None:
+    s3 = client(s3_endpoint)
+    x = np.load(next((REPO_ROOT / "layers/models/breast-cancer").glob("*/parity.npz")))["in:features"][:3]
+    lines = ["id," + ",".join(BC_NAMES)] + [f"r{k}," + ",".join(repr(float(v)) for v in row) for k, row in enumerate(x)]
+    lines.append("bad," + ",".join(["-1"] * len(BC_NAMES)))
+    s3.put_object(Bucket="medserve-input", Key="incoming/breast-cancer/e2e ward+1.csv", Body="\n".join(lines).encode())
+    doc = wait_for(s3, "results/breast-cancer/e2e ward+1.csv.json")
+    assert doc["model"]["id"] == "breast-cancer"
+    assert doc["summary"] == {"rows": 4, "ok": 3, "failed": 1}
+    assert [r["id"] for r in doc["results"]] == ["r0", "r1", "r2", "bad"]
+    assert doc["results"][3]["error"]["status"] == 422
+    assert doc["source"]["key"] == "incoming/breast-cancer/e2e ward+1.csv"
+
+
+def test_unknown_model_upload_gets_an_error_document(s3_endpoint: str) -> None:
+    s3 = client(s3_endpoint)
+    s3.put_object(Bucket="medserve-input", Key="incoming/not-a-model/x.csv", Body=b"a\n1\n")
+    doc = wait_for(s3, "errors/not-a-model/x.csv.json")
+    assert doc["status"] == 404 and doc["source"]["key"] == "incoming/not-a-model/x.csv"
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket="medserve-output", Key="results/not-a-model/x.csv.json")
