@@ -183,7 +183,7 @@ def _decode_pillow(data: bytes, fmt: str, spec: ImageSpec, field: str) -> Decode
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(BytesIO(data), formats=[name])
+            im: Image.Image = Image.open(BytesIO(data), formats=[name])
             width, height = im.size
             _check_size(width, height, spec, field)
             if fmt == "jpeg" and im.mode in ("L", "RGB", "YCbCr", "CMYK"):

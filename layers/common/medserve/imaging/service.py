@@ -177,9 +177,10 @@ def _round(x: float) -> float:
 def heatmap(cam: np.ndarray, width: int, height: int) -> dict[str, Any]:
     """Render a CAM grid as an 8-bit greyscale PNG at the input's aspect ratio.
 
-    The positive part of the map (evidence FOR the positive class) is scaled so its
-    maximum is 255; the size is the original image's, shrunk so that the long side
-    is at most :data:`HEATMAP_MAX_SIDE`.
+    The positive part of the map (evidence FOR the positive class) is upsampled
+    bilinearly and scaled so its maximum is 255 (all black when there is none). The
+    size is the original image's, shrunk so that the long side is at most
+    :data:`HEATMAP_MAX_SIDE`.
 
     Returns
     -------
@@ -188,10 +189,10 @@ def heatmap(cam: np.ndarray, width: int, height: int) -> dict[str, Any]:
     """
     scale = min(1.0, HEATMAP_MAX_SIDE / max(width, height))
     w, h = max(1, round(width * scale)), max(1, round(height * scale))
-    positive = np.maximum(np.asarray(cam, dtype=np.float32), 0.0)
-    top = float(positive.max()) if positive.size else 0.0
-    unit = positive / top if top > 0 and math.isfinite(top) else np.zeros_like(positive)
-    big = np.clip(resize(unit, w, h), 0.0, 1.0)
+    positive = np.nan_to_num(np.maximum(np.asarray(cam, dtype=np.float32), 0.0), posinf=0.0)
+    big = np.maximum(resize(positive, w, h), 0.0)
+    top = float(big.max()) if big.size else 0.0
+    big = big / top if top > 0 else np.zeros_like(big)
     buf = BytesIO()
     grey = Image.fromarray(np.round(big * 255.0).astype(np.uint8), mode="L")
     grey.save(buf, format="PNG", compress_level=3)

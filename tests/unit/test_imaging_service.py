@@ -1,0 +1,81 @@
+"""medserve.imaging.service pure functions: request parsing and heatmap rendering (no model needed)."""
+
+from __future__ import annotations
+
+import base64
+from io import BytesIO
+
+import numpy as np
+import pytest
+from medserve.imaging.decode import ImageSpec
+from medserve.imaging.service import HEATMAP_MAX_SIDE, heatmap, read_json_body, read_raw
+from medserve.problems import Problem
+from PIL import Image
+
+
+def _png(hm: dict) -> np.ndarray:
+    im = Image.open(BytesIO(base64.b64decode(hm["png"])))
+    assert im.mode == "L" and im.size == (hm["width"], hm["height"])
+    return np.asarray(im)
+
+
+def test_heatmap_peak_lands_where_the_cam_peaks() -> None:
+    cam = np.full((16, 16), -1.0, dtype=np.float32)
+    cam[3, 12] = 4.0  # row 3, column 12
+    hm = heatmap(cam, width=640, height=480)
+    assert (hm["width"], hm["height"]) == (512, 384)
+    img = _png(hm)
+    iy, ix = np.unravel_index(np.argmax(img), img.shape)
+    assert img.max() == 255
+    assert abs(ix / 512 - 12.5 / 16) < 0.05 and abs(iy / 384 - 3.5 / 16) < 0.05
+    assert img[-1, 0] == 0  # negative evidence is not shown
+
+
+def test_heatmap_of_no_positive_evidence_is_black() -> None:
+    hm = heatmap(-np.ones((16, 16), dtype=np.float32), width=100, height=80)
+    assert (hm["width"], hm["height"]) == (100, 80)  # never upscaled beyond the input
+    assert _png(hm).max() == 0
+
+
+@pytest.mark.parametrize(("w", "h"), [(5000, 4000), (64, 4096), (4096, 64)])
+def test_heatmap_long_side_is_capped(w: int, h: int) -> None:
+    hm = heatmap(np.ones((16, 16), dtype=np.float32), width=w, height=h)
+    assert max(hm["width"], hm["height"]) == HEATMAP_MAX_SIDE
+    assert abs(hm["width"] / hm["height"] - w / h) / (w / h) < 0.05
+
+
+def test_read_raw_decodes_base64_and_explain_flag() -> None:
+    req = read_raw(base64.b64encode(b"abc").decode(), is_base64=True, content_type="image/png",
+                   query={"explain": "true"})
+    assert (req.data, req.explain, req.field, req.declared) == (b"abc", True, "body", "image/png")
+    req = read_raw("abc", is_base64=False, content_type="application/dicom", query=None)
+    assert (req.data, req.explain) == (b"abc", False)
+
+
+def test_read_raw_refuses_other_types_and_empty_bodies() -> None:
+    with pytest.raises(Problem) as info:
+        read_raw("abc", is_base64=False, content_type="text/plain", query=None)
+    assert info.value.status == 415
+    with pytest.raises(Problem) as info:
+        read_raw("", is_base64=True, content_type="image/png", query=None)
+    assert info.value.status == 422 and info.value.errors[0]["field"] == "body"
+
+
+def test_read_json_body_collects_every_error() -> None:
+    with pytest.raises(Problem) as info:
+        read_json_body({"explain": "no", "extra": 1, "other": 2})
+    fields = sorted(e["field"] for e in info.value.errors)
+    assert info.value.status == 422 and fields == ["explain", "extra", "image", "other"]
+
+
+def test_json_requests_take_explain_from_the_body_only() -> None:
+    with pytest.raises(Problem) as info:
+        read_json_body({"image": "AAAA"}, {"explain": "true"})
+    assert info.value.errors[0]["field"] == "explain"
+
+
+def test_image_spec_from_manifest() -> None:
+    spec = ImageSpec.from_manifest(
+        {"image": {"height": 224, "width": 192, "min_height": 100, "min_width": 90, "modalities": ["DX"]}}
+    )
+    assert (spec.height, spec.width, spec.min_height, spec.min_width, spec.modalities) == (224, 192, 100, 90, ("DX",))
