@@ -60,6 +60,8 @@ run: setup
 	$(PY) -m local
 
 test: setup setup-tools setup-export layer
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest -m "not slow"
 	$(EXPORT_VENV)/bin/python -m pytest -m slow -p no:cacheprovider tests/export
 

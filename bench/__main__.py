@@ -13,7 +13,6 @@ import importlib
 import json
 import os
 import platform
-from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT
@@ -46,13 +45,25 @@ def render(results: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|",
         ]
         keys = ["init_ms", "first_response_ms", "to_first_response_ms", "process_wall_ms", "max_rss_mb"]
-        for name, label in [("handler", "risk handler (Powertools + medserve + ORT)"),
-                            ("onnxruntime", "raw onnxruntime session.run"), ("keras", "TensorFlow/Keras")]:
+        for name, label in [
+            ("handler", "risk handler (Powertools + medserve + ORT)"),
+            ("onnxruntime", "raw onnxruntime session.run"),
+            ("keras", "TensorFlow/Keras"),
+        ]:
             if name in risk["cold"]:
                 lines.append(_row(label, risk["cold"][name], keys))
-        lines += ["", "Warm latency per request:", "", "| path | p50 ms | p99 ms | mean ms | n |", "|---|---|---|---|---|"]
-        for name, label in [("handler", "risk handler"), ("onnxruntime", "raw session.run"),
-                            ("keras", "Keras model(x)")]:
+        lines += [
+            "",
+            "Warm latency per request:",
+            "",
+            "| path | p50 ms | p99 ms | mean ms | n |",
+            "|---|---|---|---|---|",
+        ]
+        for name, label in [
+            ("handler", "risk handler"),
+            ("onnxruntime", "raw session.run"),
+            ("keras", "Keras model(x)"),
+        ]:
             if name in risk["warm"]:
                 lines.append(_row(label, risk["warm"][name], ["p50_ms", "p99_ms", "mean_ms", "n"]))
         if "keras_missing" in risk:

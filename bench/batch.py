@@ -62,9 +62,8 @@ def _measure(rows: int) -> dict[str, Any]:
             "POWERTOOLS_METRICS_DISABLED": "true",
         }
     )
-    from medserve.batch import storage, tasks
-
     from local.batch_poller import sqs_event
+    from medserve.batch import storage, tasks
     from tests.conftest import FakeContext, load_handler
 
     with mock_aws():

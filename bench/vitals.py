@@ -76,7 +76,6 @@ def _measure(n: int) -> dict[str, Any]:
 
     from medserve.vitals.features import encode
     from medserve.vitals.validation import validate_request
-
     from tests.conftest import FakeContext
 
     ctx = FakeContext()

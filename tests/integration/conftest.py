@@ -16,10 +16,10 @@ from typing import Any
 
 import boto3
 import pytest
-from medserve.batch import storage
 from moto import mock_aws
 
 from local.batch_poller import SqsPoller, sqs_event
+from medserve.batch import storage
 from tests.conftest import FakeContext, load_handler
 
 INPUT, OUTPUT = "medserve-input", "medserve-output"

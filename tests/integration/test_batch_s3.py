@@ -16,6 +16,7 @@ from urllib.parse import unquote_plus
 import numpy as np
 import pytest
 from botocore.exceptions import ClientError
+
 from medserve import risk
 from medserve.api import SYNTHETIC_WARNING
 from medserve.batch import storage
@@ -23,7 +24,6 @@ from medserve.batch.keys import key_hash
 from medserve.batch.worker import Settings
 from medserve.registry import Registry
 from medserve.vitals import service as vitals_service
-
 from tests.conftest import MODELS, load_event
 from tests.integration.conftest import INPUT, OUTPUT, BatchStack
 

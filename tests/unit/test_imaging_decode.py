@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
-from medserve.imaging.decode import ImageSpec, decode_image, sniff, to_model_input
-from medserve.problems import Problem
 from PIL import Image
 from pydicom import uid
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
+
+from medserve.imaging.decode import ImageSpec, decode_image, sniff, to_model_input
+from medserve.problems import Problem
 
 SPEC = ImageSpec()
 PHI = {

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
+from PIL import Image
+
 from medserve.api import SYNTHETIC_WARNING
 from medserve.imaging.decode import ImageSpec, decode_image, to_model_input
 from medserve.registry import Registry
-from PIL import Image
-
 from tests.conftest import MODELS, ROOT, invoke, load_event
 from tests.unit.test_imaging_decode import PHI, _png_with_size, jpeg_bytes, make_dicom, phi_parts, png_bytes, ramp
 

@@ -7,10 +7,11 @@ from io import BytesIO
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from medserve.imaging.decode import ImageSpec
 from medserve.imaging.service import HEATMAP_MAX_SIDE, heatmap, read_json_body, read_raw
 from medserve.problems import Problem
-from PIL import Image
 
 
 def _png(hm: dict) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+
 from medserve.vitals import news2 as n2
 
 NORMAL = {

@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from medserve.problems import Problem
 from medserve.registry import ModelIntegrityError, Registry
-
 from tests.conftest import MODELS
 
 

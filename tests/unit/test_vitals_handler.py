@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
-from medserve.vitals.news2 import news2
 
+from medserve.vitals.news2 import news2
 from tests.conftest import MODELS, invoke, load_event, with_body
 
 EVENT = load_event("vitals_predict")

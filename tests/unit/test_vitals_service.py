@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+
 from medserve.registry import Registry
 from medserve.vitals import features, service
 from medserve.vitals.validation import validate_request
-
 from tests.conftest import MODELS
 
 ENTRY = Registry.load(MODELS, task="vitals").get("vitals-deterioration", task="vitals")

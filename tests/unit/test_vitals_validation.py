@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
 from medserve.problems import Problem
 from medserve.vitals.validation import parse_time, validate_request
 

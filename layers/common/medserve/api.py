@@ -125,9 +125,7 @@ def problem_response(problem: Problem, rid: str) -> Response:
 
 def json_response(body: dict[str, Any], rid: str, *, content_type: str = JSON, status: int = 200) -> Response:
     """A JSON (or FHIR JSON) success response."""
-    return Response(
-        status_code=status, content_type=content_type, body=dumps(body), headers={"X-Request-Id": rid}
-    )
+    return Response(status_code=status, content_type=content_type, body=dumps(body), headers={"X-Request-Id": rid})
 
 
 def _field_from_loc(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -168,9 +166,7 @@ def unsupported_content_type(app: MedServeResolver, event: dict[str, Any]) -> Pr
     Checked before routing, because Powertools' body validation would otherwise try
     to parse a form or CSV body as the JSON model and answer with confusing errors.
     """
-    if (event.get("httpMethod") or "").upper() != "POST" or "POST" not in app.allowed_methods(
-        event.get("path") or ""
-    ):
+    if (event.get("httpMethod") or "").upper() != "POST" or "POST" not in app.allowed_methods(event.get("path") or ""):
         return None
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     ctype = media_type(headers.get("content-type") or "")
@@ -208,7 +204,9 @@ def create_app(*, accepted_content_types: tuple[str, ...] = ()) -> MedServeResol
 
     @app.exception_handler(RequestUnsupportedContentType)
     def _unsupported(_: RequestUnsupportedContentType) -> Response:
-        return problem_response(unsupported_media_type("unsupported Content-Type", field="content-type"), request_id(app))
+        return problem_response(
+            unsupported_media_type("unsupported Content-Type", field="content-type"), request_id(app)
+        )
 
     @app.not_found
     def _not_found(_: NotFoundError) -> Response:

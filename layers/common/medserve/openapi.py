@@ -23,8 +23,7 @@ def _problem_responses(*codes: int) -> dict[str, Any]:
         422: "Readable but invalid (fields named in errors)",
     }
     return {
-        str(c): {"description": text[c], "content": {"application/problem+json": {"schema": _PROBLEM}}}
-        for c in codes
+        str(c): {"description": text[c], "content": {"application/problem+json": {"schema": _PROBLEM}}} for c in codes
     }
 
 
@@ -47,7 +46,10 @@ def _risk_features(registry: Any) -> dict[str, Any]:
     for e in registry.entries("risk"):
         props = {}
         for i in e.manifest.get("inputs", []):
-            prop: dict[str, Any] = {"type": "number", "description": f"{i.get('description', '')} [{i.get('unit') or '-'}]"}
+            prop: dict[str, Any] = {
+                "type": "number",
+                "description": f"{i.get('description', '')} [{i.get('unit') or '-'}]",
+            }
             if "min" in i:
                 prop["minimum"] = i["min"]
             if "max" in i:
@@ -92,8 +94,11 @@ def openapi_document(registry: Any) -> dict[str, Any]:
             "intended_use": {"type": "string"},
         },
     }
-    common_pred = {"model": {"$ref": "#/components/schemas/Model"}, "request_id": {"type": "string"},
-                   "warnings": {"type": "array", "items": {"type": "string"}}}
+    common_pred = {
+        "model": {"$ref": "#/components/schemas/Model"},
+        "request_id": {"type": "string"},
+        "warnings": {"type": "array", "items": {"type": "string"}},
+    }
     schemas = {
         "Model": model,
         "Problem": {
@@ -107,7 +112,10 @@ def openapi_document(registry: Any) -> dict[str, Any]:
                 "request_id": {"type": "string"},
                 "errors": {
                     "type": "array",
-                    "items": {"type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"}}},
+                    "items": {
+                        "type": "object",
+                        "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                    },
                 },
             },
         },
@@ -161,8 +169,14 @@ def openapi_document(registry: Any) -> dict[str, Any]:
                 "heatmap": {
                     "oneOf": [
                         {"type": "null"},
-                        {"type": "object", "properties": {"png": {"type": "string"}, "width": {"type": "integer"},
-                                                          "height": {"type": "integer"}}},
+                        {
+                            "type": "object",
+                            "properties": {
+                                "png": {"type": "string"},
+                                "width": {"type": "integer"},
+                                "height": {"type": "integer"},
+                            },
+                        },
                     ]
                 },
             },
@@ -176,8 +190,12 @@ def openapi_document(registry: Any) -> dict[str, Any]:
                     "type": "array",
                     "minItems": 1,
                     "maxItems": 500,
-                    "items": {"type": "object", "required": list(obs_props), "additionalProperties": False,
-                              "properties": obs_props},
+                    "items": {
+                        "type": "object",
+                        "required": list(obs_props),
+                        "additionalProperties": False,
+                        "properties": obs_props,
+                    },
                 },
                 "explain": {"type": "boolean", "default": False},
             },
@@ -186,52 +204,101 @@ def openapi_document(registry: Any) -> dict[str, Any]:
             "type": "object",
             "properties": {
                 **common_pred,
-                "prediction": {"type": "object", "properties": {"probability": {"type": "number"},
-                                                                 "label": {"type": "string"},
-                                                                 "horizon_hours": {"type": "number"}}},
-                "news2": {"type": "object", "properties": {
-                    "score": {"type": "integer"},
-                    "risk": {"type": "string", "enum": ["low", "low-medium", "medium", "high"]},
-                    "components": {"type": "object", "additionalProperties": {"type": "integer"}}}},
-                "contributions": {"type": "array", "items": {"type": "object", "properties": {
-                    "start": {"type": "string"}, "end": {"type": "string"}, "weight": {"type": "number"}}}},
+                "prediction": {
+                    "type": "object",
+                    "properties": {
+                        "probability": {"type": "number"},
+                        "label": {"type": "string"},
+                        "horizon_hours": {"type": "number"},
+                    },
+                },
+                "news2": {
+                    "type": "object",
+                    "properties": {
+                        "score": {"type": "integer"},
+                        "risk": {"type": "string", "enum": ["low", "low-medium", "medium", "high"]},
+                        "components": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    },
+                },
+                "contributions": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "start": {"type": "string"},
+                            "end": {"type": "string"},
+                            "weight": {"type": "number"},
+                        },
+                    },
+                },
             },
         },
     }
-    accept = {"name": "Accept", "in": "header", "required": False,
-              "schema": {"type": "string", "enum": ["application/json", "application/fhir+json"]}}
+    accept = {
+        "name": "Accept",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "enum": ["application/json", "application/fhir+json"]},
+    }
     paths: dict[str, Any] = {
-        "/v1/health": {"get": {"summary": "Liveness and served model ids", "security": [],
-                               "responses": {"200": {"description": "ok"}}}},
+        "/v1/health": {
+            "get": {
+                "summary": "Liveness and served model ids",
+                "security": [],
+                "responses": {"200": {"description": "ok"}},
+            }
+        },
         "/v1/models": {"get": {"summary": "The model catalogue", "responses": {"200": {"description": "models"}}}},
-        "/v1/models/{model_id}": {"get": {
-            "summary": "One model: inputs, outputs, metrics and its card (markdown)",
-            "parameters": [_model_param(sorted(sum(ids.values(), [])))],
-            "responses": {"200": {"description": "model"}, **_problem_responses(404)}}},
-        "/v1/risk/{model_id}/predict": {"post": {
-            "summary": "Tabular risk prediction",
-            "parameters": [_model_param(ids["risk"]), accept],
-            "requestBody": {"required": True, "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/RiskRequest"}}}},
-            "responses": {"200": _ok("RiskResponse"), **_problem_responses(400, 404, 405, 413, 415, 422)}}},
-        "/v1/imaging/{model_id}/predict": {"post": {
-            "summary": "Image classification with optional CAM heatmap",
-            "parameters": [_model_param(ids["imaging"]), accept,
-                           {"name": "explain", "in": "query", "schema": {"type": "boolean"}}],
-            "requestBody": {"required": True, "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/ImagingJsonRequest"}},
-                "image/png": {"schema": {"type": "string", "format": "binary"}},
-                "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-                "application/dicom": {"schema": {"type": "string", "format": "binary"}}}},
-            "responses": {"200": _ok("ImagingResponse"), **_problem_responses(400, 404, 405, 413, 415, 422)}}},
-        "/v1/vitals/{model_id}/predict": {"post": {
-            "summary": "Deterioration risk from a vital-sign sequence, beside NEWS2",
-            "parameters": [_model_param(ids["vitals"]), accept],
-            "requestBody": {"required": True, "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/VitalsRequest"}}}},
-            "responses": {"200": _ok("VitalsResponse"), **_problem_responses(400, 404, 405, 413, 415, 422)}}},
-        "/openapi.json": {"get": {"summary": "This document",
-                                  "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+        "/v1/models/{model_id}": {
+            "get": {
+                "summary": "One model: inputs, outputs, metrics and its card (markdown)",
+                "parameters": [_model_param(sorted(sum(ids.values(), [])))],
+                "responses": {"200": {"description": "model"}, **_problem_responses(404)},
+            }
+        },
+        "/v1/risk/{model_id}/predict": {
+            "post": {
+                "summary": "Tabular risk prediction",
+                "parameters": [_model_param(ids["risk"]), accept],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RiskRequest"}}},
+                },
+                "responses": {"200": _ok("RiskResponse"), **_problem_responses(400, 404, 405, 413, 415, 422)},
+            }
+        },
+        "/v1/imaging/{model_id}/predict": {
+            "post": {
+                "summary": "Image classification with optional CAM heatmap",
+                "parameters": [
+                    _model_param(ids["imaging"]),
+                    accept,
+                    {"name": "explain", "in": "query", "schema": {"type": "boolean"}},
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ImagingJsonRequest"}},
+                        "image/png": {"schema": {"type": "string", "format": "binary"}},
+                        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                        "application/dicom": {"schema": {"type": "string", "format": "binary"}},
+                    },
+                },
+                "responses": {"200": _ok("ImagingResponse"), **_problem_responses(400, 404, 405, 413, 415, 422)},
+            }
+        },
+        "/v1/vitals/{model_id}/predict": {
+            "post": {
+                "summary": "Deterioration risk from a vital-sign sequence, beside NEWS2",
+                "parameters": [_model_param(ids["vitals"]), accept],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/VitalsRequest"}}},
+                },
+                "responses": {"200": _ok("VitalsResponse"), **_problem_responses(400, 404, 405, 413, 415, 422)},
+            }
+        },
+        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
     }
     return {
         "openapi": "3.1.0",
@@ -245,7 +312,13 @@ def openapi_document(registry: Any) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"sigv4": {"type": "apiKey", "name": "Authorization", "in": "header",
-                                          "x-amazon-apigateway-authtype": "awsSigv4"}},
+            "securitySchemes": {
+                "sigv4": {
+                    "type": "apiKey",
+                    "name": "Authorization",
+                    "in": "header",
+                    "x-amazon-apigateway-authtype": "awsSigv4",
+                }
+            },
         },
     }

@@ -104,9 +104,7 @@ def not_found(detail: str) -> Problem:
 def method_not_allowed(method: str, allowed: list[str]) -> Problem:
     """405 with an ``Allow`` header."""
     allow = ", ".join(sorted(set(allowed)))
-    return Problem(
-        405, _title(405), f"{method} is not allowed here; allowed: {allow}", headers={"Allow": allow}
-    )
+    return Problem(405, _title(405), f"{method} is not allowed here; allowed: {allow}", headers={"Allow": allow})
 
 
 def payload_too_large(detail: str, field: str | None = None) -> Problem:

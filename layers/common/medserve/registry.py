@@ -112,9 +112,7 @@ class ModelEntry:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            str(self.onnx_path), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort.InferenceSession(str(self.onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
 
     @cached_property
     def output_names(self) -> list[str]:
@@ -206,9 +204,7 @@ class Registry:
         self._entries = {e.id: e for e in entries}
 
     @classmethod
-    def load(
-        cls, models_dir: Path | str, task: str | None = None, *, sessions: bool = True
-    ) -> Registry:
+    def load(cls, models_dir: Path | str, task: str | None = None, *, sessions: bool = True) -> Registry:
         """Read every manifest under ``models_dir``; verify; open sessions for ``task``.
 
         Only models of ``task`` get a session (all models when ``task`` is None),
