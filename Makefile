@@ -3,8 +3,16 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# Lambda runs python3.12 (x86_64). Find a 3.12 interpreter; fall back to python3.
-PY312 ?= $(shell command -v python3.12 2>/dev/null || ls /root/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | head -n1 || command -v python3)
+# Lambda runs python3.12 (x86_64). Find a 3.12 interpreter that really runs (a pyenv shim
+# may exist and still refuse); fall back to python3 with a warning.
+PY312 ?= $(shell for p in $$(command -v python3.12 2>/dev/null) $$(ls -d /root/.pyenv/versions/3.12*/bin/python3.12 \
+	$$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/bin/python3.12 /usr/local/bin/python3.12 2>/dev/null); do \
+	if "$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' >/dev/null 2>&1; then echo "$$p"; break; fi; \
+	done)
+ifeq ($(strip $(PY312)),)
+PY312 := $(shell command -v python3)
+$(warning python3.12 not found: using $(PY312); Lambda runs 3.12, so results may differ)
+endif
 PIP_FLAGS ?= --disable-pip-version-check --quiet --no-warn-script-location
 
 VENV        := .venv
