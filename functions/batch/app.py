@@ -8,6 +8,7 @@ SQS and reach the DLQ after ``maxReceiveCount`` receives. The work is in
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -18,7 +19,7 @@ from medserve.batch.worker import BatchWorker, Settings
 from medserve.registry import Registry
 
 logger = Logger(log_uncaught_exceptions=False)
-metrics = Metrics()
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MedServe"))
 processor = BatchProcessor(event_type=EventType.SQS)
 
 REGISTRY = Registry.from_env()  # Lambda init: sessions of every task opened once
