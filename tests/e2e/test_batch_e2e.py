@@ -7,10 +7,6 @@ never collides with a ``make run`` on 4566, and stops it afterwards.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +18,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.e2e.conftest import REPO_ROOT, _free_port, _tail
+from tests.e2e.conftest import REPO_ROOT, _free_port, _tail, local_runner
 
 WAIT_S = 60.0
 BC_MANIFEST = json.loads(next((REPO_ROOT / "layers/models/breast-cancer").glob("*/manifest.json")).read_text())
@@ -32,46 +28,24 @@ BC_NAMES = [i["name"] for i in BC_MANIFEST["inputs"]]
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The runner's S3 endpoint URL, once its buckets exist."""
-    api_port, s3_port = _free_port(), _free_port()
-    endpoint = f"http://127.0.0.1:{s3_port}"
-    log_path: Path = tmp_path_factory.mktemp("batch-runner") / "runner.log"
+    endpoint = f"http://127.0.0.1:{_free_port()}"
     env = {
-        **os.environ,
-        "HOST": "127.0.0.1",
-        "PORT": str(api_port),
-        "S3_PORT": str(s3_port),
+        "PORT": str(_free_port()),
+        "S3_PORT": endpoint.rsplit(":", 1)[1],
         "MEDSERVE_LOCAL_EXTRAS": "local.s3",
-        "PYTHONUNBUFFERED": "1",
     }
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "local"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        s3 = client(endpoint)
-        deadline = time.monotonic() + WAIT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the local runner exited with {proc.returncode}:\n{_tail(log_path)}")
-            try:
-                s3.head_bucket(Bucket="medserve-input")
-                s3.head_bucket(Bucket="medserve-output")
-                if "Ctrl-C to stop" in _tail(log_path, 100_000):
-                    break
-            except Exception:  # noqa: BLE001,S110 - not up yet
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"no S3 endpoint within {WAIT_S:.0f} s:\n{_tail(log_path)}")
-            time.sleep(0.3)
+    s3 = client(endpoint)
+
+    def buckets_ready(log_path: Path) -> bool:
+        try:
+            s3.head_bucket(Bucket="medserve-input")
+            s3.head_bucket(Bucket="medserve-output")
+        except Exception:  # noqa: BLE001 - not up yet
+            return False
+        return "Ctrl-C to stop" in _tail(log_path, 100_000)
+
+    with local_runner(tmp_path_factory.mktemp("batch-runner"), env, buckets_ready, "S3 endpoint"):
         yield endpoint
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
 
 
 def client(endpoint: str) -> Any:
