@@ -178,6 +178,34 @@ def test_nan_and_infinity_are_422() -> None:
     assert status in (400, 422)
 
 
+def test_an_integer_too_large_for_a_float_is_422() -> None:
+    raw = json.dumps({"instances": [GOOD]}).replace(str(GOOD["mean_radius"]), "1" + "0" * 400, 1)
+    status, headers, problem = _bad(BC, raw)
+    assert_problem(status, headers, problem, 422)
+    assert "instances[0].mean_radius" in _fields(problem)
+
+
+def test_vectorised_fast_path_agrees_with_field_by_field_checks() -> None:
+    from medserve import risk
+    from medserve.registry import Registry
+
+    entry = Registry.load(MODELS, task="risk").get("breast-cancer")
+    spec = risk.spec_for(entry)
+    rng = np.random.default_rng(7)
+    lo = np.array([i["train_min"] for i in spec.inputs])
+    hi = np.array([i["train_max"] for i in spec.inputs])
+    rows = [dict(zip(spec.names, map(float, lo + rng.random(len(lo)) * (hi - lo)), strict=True)) for _ in range(300)]
+    rows[5]["mean_radius"] = int(round(rows[5]["mean_radius"]))  # ints are numbers too
+    fast = risk._pack_valid(spec, rows)
+    assert fast is not None
+    slow = risk._check_each(spec, rows)
+    np.testing.assert_array_equal(fast, slow)
+    # Any rule broken anywhere sends the whole batch to the slow path, which names it
+    for broken in ({"mean_radius": True}, {"mean_radius": 1e9}, {"mean_radius": float("nan")}, {"x": 1}):
+        bad = [*rows[:10], {**rows[10], **broken}]
+        assert risk._pack_valid(spec, bad) is None
+
+
 def test_every_error_in_every_row_is_reported() -> None:
     rows = [{**GOOD, "mean_radius": -1}, {**GOOD, "mean_texture": "x", "bogus": 1}]
     _, _, problem = _bad(BC, {"instances": rows})

@@ -72,6 +72,7 @@ def test_offsets_compare_as_instants() -> None:
         ("heart_rate", None),
         ("heart_rate", float("nan")),
         ("temperature", float("inf")),
+        ("heart_rate", 10**400),  # an integer too large for a float
         ("consciousness", "a"),
         ("consciousness", "X"),
         ("consciousness", 0),
