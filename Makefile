@@ -69,6 +69,7 @@ run: setup
 
 test: setup setup-tools setup-export layer
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest -m "not slow"
 	$(EXPORT_VENV)/bin/python -m pytest -m slow -p no:cacheprovider tests/export
@@ -78,6 +79,7 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 # --- offline work ---------------------------------------------------------------

@@ -39,16 +39,12 @@ def banner(api: LocalApi, failures: dict[str, BaseException], extra_lines: list[
 def main(argv: list[str] | None = None) -> int:
     """Run the local API until SIGINT or SIGTERM."""
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__)
-    parser.add_argument(
-        "--template", default=str(DEFAULT_TEMPLATE), help="SAM template (default: %(default)s)"
-    )
+    parser.add_argument("--template", default=str(DEFAULT_TEMPLATE), help="SAM template (default: %(default)s)")
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
     args = parser.parse_args(argv)
 
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s local %(levelname)s %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s local %(levelname)s %(message)s")
     stop_event = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -62,9 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         api.start()
     except OSError as exc:
-        print(
-            f"cannot listen on {args.host}:{args.port}: {exc} (set PORT to use another port)", file=sys.stderr
-        )
+        print(f"cannot listen on {args.host}:{args.port}: {exc} (set PORT to use another port)", file=sys.stderr)
         return 1
     ctx = extras.ExtraContext(api=api, stop_event=stop_event)
     try:

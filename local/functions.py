@@ -243,9 +243,7 @@ def _handler_file(code_dir: Path, handler: str) -> tuple[Path, str]:
     raise FileNotFoundError(f"no module for Handler {handler!r} in {code_dir}")
 
 
-def _import_handler(
-    module_name: str, code_dir: Path, handler: str
-) -> tuple[ModuleType, Callable[[Any, Any], Any]]:
+def _import_handler(module_name: str, code_dir: Path, handler: str) -> tuple[ModuleType, Callable[[Any, Any], Any]]:
     file, attr = _handler_file(code_dir, handler)
     with _IMPORT_LOCK:
         before = set(sys.modules)

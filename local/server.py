@@ -86,9 +86,7 @@ class LocalApi:
         strict: bool = False,
         region: str | None = None,
     ) -> None:
-        self.region = (
-            region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        )
+        self.region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         self.template: Template = parse_template(template, region=self.region)
         root = self.template.root
         if models_dir is None:
@@ -236,17 +234,12 @@ class LocalApi:
                 req.request_id,
                 exc_info=exc.__cause__,
             )
-            return problem(
-                502, "the function failed to initialise; see the server log", req.request_id
-            ), route.path
+            return problem(502, "the function failed to initialise; see the server log", req.request_id), route.path
         except Exception:
             log.exception("%s raised (request %s)", route.function_id, req.request_id)
             return problem(502, "the function raised; see the server log", req.request_id), route.path
         try:
-            if (
-                isinstance(result, Mapping)
-                and len(str(result.get("body") or "")) > apigw.LAMBDA_SYNC_PAYLOAD_LIMIT
-            ):
+            if isinstance(result, Mapping) and len(str(result.get("body") or "")) > apigw.LAMBDA_SYNC_PAYLOAD_LIMIT:
                 raise apigw.MalformedProxyResponse("the response exceeds Lambda's 6 MB payload limit")
             return apigw.convert_response(result, request_id=req.request_id), route.path
         except apigw.MalformedProxyResponse as exc:
@@ -256,9 +249,7 @@ class LocalApi:
                 req.request_id,
                 exc,
             )
-            return problem(
-                502, f"the function returned a malformed proxy response: {exc}", req.request_id
-            ), route.path
+            return problem(502, f"the function returned a malformed proxy response: {exc}", req.request_id), route.path
 
 
 def _lambda_too_large(size: int, request_id: str) -> HttpResponse:
@@ -364,9 +355,7 @@ class _Request:
             self.discard_body()
             raise _TooLarge(response)
 
-    def _too_large(
-        self, length: int, *, binary: bool, apis: list[ApiSpec], at_least: bool = False
-    ) -> HttpResponse:
+    def _too_large(self, length: int, *, binary: bool, apis: list[ApiSpec], at_least: bool = False) -> HttpResponse:
         if length > API_GATEWAY_PAYLOAD_LIMIT:
             rendered = apigw.gateway_response(
                 apis,

@@ -62,9 +62,7 @@ class FunctionSpec:
     def events_of_type(self, event_type: str) -> dict[str, dict[str, Any]]:
         """The function's events of one type (e.g. ``"SQS"``), name to ``Properties``."""
         return {
-            name: dict(ev.get("Properties") or {})
-            for name, ev in self.events.items()
-            if ev.get("Type") == event_type
+            name: dict(ev.get("Properties") or {}) for name, ev in self.events.items() if ev.get("Type") == event_type
         }
 
 
@@ -227,9 +225,7 @@ def parse_template(
     return Template(path=path, raw=raw, resolver=resolver, functions=functions, apis=apis)
 
 
-def _add_gateway_response_resources(
-    resources: Mapping[str, Any], resolver: Resolver, apis: dict[str, ApiSpec]
-) -> None:
+def _add_gateway_response_resources(resources: Mapping[str, Any], resolver: Resolver, apis: dict[str, ApiSpec]) -> None:
     """Fold ``AWS::ApiGateway::GatewayResponse`` resources into their API, in SAM's shape."""
     for resource in resources.values():
         if resource.get("Type") != "AWS::ApiGateway::GatewayResponse":
@@ -240,9 +236,7 @@ def _add_gateway_response_resources(
             continue
         prefix = "gatewayresponse.header."
         headers = {
-            k[len(prefix) :]: v
-            for k, v in (props.get("ResponseParameters") or {}).items()
-            if k.startswith(prefix)
+            k[len(prefix) :]: v for k, v in (props.get("ResponseParameters") or {}).items() if k.startswith(prefix)
         }
         api.gateway_responses[str(props.get("ResponseType"))] = {  # type: ignore[index]
             "StatusCode": props.get("StatusCode"),

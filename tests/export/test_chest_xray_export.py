@@ -35,8 +35,15 @@ def session(folder: Path) -> ort.InferenceSession:
 
 def test_folder_and_manifest(folder: Path, manifest: dict) -> None:
     assert folder.name == "1.0.0" and folder.parent.name == "chest-xray"
-    for name in ("model.onnx", "manifest.json", "card.md", "parity.npz", "roc.png", "calibration.png",
-                 "cam_examples.png"):
+    for name in (
+        "model.onnx",
+        "manifest.json",
+        "card.md",
+        "parity.npz",
+        "roc.png",
+        "calibration.png",
+        "cam_examples.png",
+    ):
         assert (folder / name).is_file(), name
     assert manifest["task"] == "imaging" and manifest["synthetic"] is True
     assert manifest["training_data"]["synthetic"] is True
@@ -45,7 +52,12 @@ def test_folder_and_manifest(folder: Path, manifest: dict) -> None:
     assert manifest["onnx"]["inputs"] == [{"name": "image", "shape": [None, 128, 128, 1], "dtype": "float32"}]
     image = manifest["image"]
     assert {k: image[k] for k in ("height", "width", "channels", "min_height", "min_width", "modalities")} == {
-        "height": 128, "width": 128, "channels": 1, "min_height": 64, "min_width": 64, "modalities": ["CR", "DX"],
+        "height": 128,
+        "width": 128,
+        "channels": 1,
+        "min_height": 64,
+        "min_width": 64,
+        "modalities": ["CR", "DX"],
     }
     assert image["normalization"]
     assert manifest["outputs"]["labels"] == ["normal", "pneumonia"]
@@ -120,7 +132,9 @@ def test_trains_on_a_medmnist_npz(tmp_path: Path) -> None:
     m = json.loads((out / "manifest.json").read_text())
     assert m["synthetic"] is False and m["training_data"]["synthetic"] is False
     assert (m["training_data"]["n_train"], m["training_data"]["n_validation"], m["training_data"]["n_test"]) == (
-        40, 16, 16,
+        40,
+        16,
+        16,
     )
     assert "pneumoniamnist.npz" in m["training_data"]["name"]
     probs = session(out).run(["probabilities"], {"image": np.load(out / "parity.npz")["in:image"]})[0]

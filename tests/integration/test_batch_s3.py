@@ -158,18 +158,26 @@ def test_bad_rows_are_reported_in_their_own_row_and_good_rows_predicted(stack: B
 
 def test_jsonl_bad_lines_are_bad_rows(stack: BatchStack) -> None:
     good = bc_rows(2)
-    lines = [json.dumps(good[0]), "{not json", "[1, 2]", json.dumps({**good[1], "extra": 1}), json.dumps(good[1])]
+    lines = [
+        json.dumps(good[0]),
+        "{not json",
+        "[1, 2]",
+        json.dumps({**good[1], "extra": 1}),
+        json.dumps(good[1]),
+        "[" * 5000 + "]" * 5000,
+    ]
     stack.put("incoming/breast-cancer/rows.ndjson", "\n".join(lines))
     stack.drain()
     doc = stack.doc("results/breast-cancer/rows.ndjson.json")
     res = doc["results"]
-    assert doc["summary"] == {"rows": 5, "ok": 2, "failed": 3}
+    assert doc["summary"] == {"rows": 6, "ok": 2, "failed": 4}
+    assert res[5]["error"]["status"] == 400  # nested too deeply to parse: a bad row, not a retry
     assert res[1]["error"]["status"] == 400 and res[1]["error"]["errors"] == [
         {"field": "line", "message": "the line is not valid JSON"}
     ]
     assert res[2]["error"]["status"] == 422
     assert res[3]["error"]["errors"] == [{"field": "extra", "message": "unknown feature for this model"}]
-    assert [r["line"] for r in res] == [1, 2, 3, 4, 5]
+    assert [r["line"] for r in res] == [1, 2, 3, 4, 5, 6]
 
 
 # --- poison files -------------------------------------------------------------------------

@@ -33,6 +33,8 @@ PHI = {
     "InstitutionName": "St Elsewhere General",
     "ReferringPhysicianName": "House^Gregory",
 }
+
+
 def phi_parts() -> list[str]:
     """Every identifying value and name component worth searching for (3+ characters)."""
     parts = {p for v in PHI.values() for p in v.split("^")} | set(PHI.values())
@@ -173,7 +175,7 @@ def _png_with_size(width: int, height: int) -> bytes:
         (b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100", "dicom"),
         (b"GIF89a" + b"\x00" * 20, None),
         (b"%PDF-1.7 hello", None),
-        (b"{\"image\": 1}", None),
+        (b'{"image": 1}', None),
     ],
 )
 def test_format_is_read_from_magic_bytes(data: bytes, expected: str | None) -> None:

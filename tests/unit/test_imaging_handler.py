@@ -225,11 +225,11 @@ def test_fhir_bundle_has_report_observations_and_device() -> None:
     assert findings[0]["valueCodeableConcept"]["text"] == json_body["prediction"]["label"]
     assert findings[0]["interpretation"][0]["coding"][0]["code"] in {"POS", "NEG"}
     probs = {o["code"]["text"]: o["valueQuantity"]["value"] for o in by_type["Observation"] if "valueQuantity" in o}
-    assert probs == {
-        f"AI-estimated probability of {k}": v for k, v in json_body["prediction"]["probabilities"].items()
-    }
-    assert all(o["status"] == "preliminary" and o["device"]["reference"] == f"urn:uuid:{device['id']}"
-               for o in by_type["Observation"])
+    assert probs == {f"AI-estimated probability of {k}": v for k, v in json_body["prediction"]["probabilities"].items()}
+    assert all(
+        o["status"] == "preliminary" and o["device"]["reference"] == f"urn:uuid:{device['id']}"
+        for o in by_type["Observation"]
+    )
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -294,11 +294,14 @@ def test_decompression_bomb_is_413() -> None:
     assert_problem(*invoke("imaging", raw_event(_png_with_size(9000, 9000), "image/png")), 413, "body")
 
 
-@pytest.mark.parametrize(("make", "status"), [
-    (lambda: make_dicom(modality="CT"), 422),
-    (lambda: make_dicom(frames=2), 422),
-    (lambda: make_dicom(with_pixels=False), 422),
-])
+@pytest.mark.parametrize(
+    ("make", "status"),
+    [
+        (lambda: make_dicom(modality="CT"), 422),
+        (lambda: make_dicom(frames=2), 422),
+        (lambda: make_dicom(with_pixels=False), 422),
+    ],
+)
 def test_refused_dicoms_through_the_handler(make: Any, status: int) -> None:
     assert_problem(*invoke("imaging", raw_event(make(), "application/dicom")), status, "body")
 
@@ -343,7 +346,6 @@ assert "pydicom" in sys.modules
 print("ok")
 """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "layers" / "common")])}
-    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("ok")

@@ -10,8 +10,15 @@ import pytest
 from model_export.chest_xray import SIZE, load_npz, synthetic_radiographs
 
 
-def write_medmnist(path: Path, *, size: int = 28, n: int = 6, channels: int | None = None,
-                   label_shape: str = "n1", labels: np.ndarray | None = None) -> Path:
+def write_medmnist(
+    path: Path,
+    *,
+    size: int = 28,
+    n: int = 6,
+    channels: int | None = None,
+    label_shape: str = "n1",
+    labels: np.ndarray | None = None,
+) -> Path:
     """A tiny PneumoniaMNIST-layout file: uint8 images, labels [N, 1]."""
     rng = np.random.default_rng(3)
     arrays = {}

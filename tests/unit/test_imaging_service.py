@@ -46,8 +46,9 @@ def test_heatmap_long_side_is_capped(w: int, h: int) -> None:
 
 
 def test_read_raw_decodes_base64_and_explain_flag() -> None:
-    req = read_raw(base64.b64encode(b"abc").decode(), is_base64=True, content_type="image/png",
-                   query={"explain": "true"})
+    req = read_raw(
+        base64.b64encode(b"abc").decode(), is_base64=True, content_type="image/png", query={"explain": "true"}
+    )
     assert (req.data, req.explain, req.field, req.declared) == (b"abc", True, "body", "image/png")
     req = read_raw("abc", is_base64=False, content_type="application/dicom", query=None)
     assert (req.data, req.explain) == (b"abc", False)

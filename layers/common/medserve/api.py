@@ -50,6 +50,7 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 logger = Logger(log_uncaught_exceptions=False)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MedServe"))
 
+_TOO_DEEP = "the request body is nested too deeply to be read"
 _JSON_TYPES = re.compile(r"^application/([a-z0-9.+-]*\+)?json$")
 
 
@@ -218,6 +219,11 @@ def create_app(*, accepted_content_types: tuple[str, ...] = ()) -> MedServeResol
             problem = not_found(f"no route {event.http_method} {event.path}")
         return problem_response(problem, request_id(app))
 
+    @app.exception_handler(RecursionError)
+    def _too_deep(_: RecursionError) -> Response:
+        # Only the JSON parser recurses on caller input (Powertools parses bodies before us).
+        return problem_response(bad_request(_TOO_DEEP, field="body"), request_id(app))
+
     @app.exception_handler(Exception)
     def _bug(exc: Exception) -> Response:
         # A 5xx is a bug in MedServe. Log the type and traceback, never the request.
@@ -237,6 +243,8 @@ def read_json(app: APIGatewayRestResolver) -> dict[str, Any]:
         body = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request("the request body is not valid JSON", field="body") from exc
+    except RecursionError as exc:
+        raise bad_request(_TOO_DEEP, field="body") from exc
     if not isinstance(body, dict):
         raise unprocessable([("body", "must be a JSON object")])
     return body

@@ -197,6 +197,8 @@ def read_jsonl(text: str, *, max_rows: int) -> Table:
             obj = json.loads(line, parse_constant=_reject_constant)
         except ValueError:
             row.error = bad_request("the line is not valid JSON", field="line")
+        except RecursionError:
+            row.error = bad_request("the line is nested too deeply to be read", field="line")
         else:
             if isinstance(obj, dict):
                 row.id = obj.pop(ID_COLUMN, None)

@@ -105,9 +105,7 @@ def _check_query(query: dict[str, str] | None, *, allow_explain: bool) -> None:
         raise unprocessable([(key, "unknown query parameter")])
 
 
-def read_raw(
-    body: str | None, *, is_base64: bool, content_type: str, query: dict[str, str] | None
-) -> ImageRequest:
+def read_raw(body: str | None, *, is_base64: bool, content_type: str, query: dict[str, str] | None) -> ImageRequest:
     """A raw upload (``image/png``, ``image/jpeg``, ``application/dicom``).
 
     Parameters
@@ -214,9 +212,7 @@ def _notes(image: DecodedImage, spec: ImagingSpec, declared: str | None) -> list
             f"{spec.image.width}x{spec.image.height} input"
         )
     if image.width < spec.image.width or image.height < spec.image.height:
-        notes.append(
-            f"image is smaller than the model's {spec.image.width}x{spec.image.height} input and was upscaled"
-        )
+        notes.append(f"image is smaller than the model's {spec.image.width}x{spec.image.height} input and was upscaled")
     return notes
 
 
