@@ -7,7 +7,10 @@ from medserve.imaging import service
 from medserve.registry import Registry
 
 REGISTRY = Registry.from_env(task="imaging")  # Lambda init: sessions opened once
-app = create_app(accepted_content_types=service.RAW_CONTENT_TYPES)
+app = create_app(
+    accepted_content_types=service.RAW_CONTENT_TYPES,
+    model_lookup=lambda model_id: REGISTRY.get(model_id, task="imaging"),
+)
 
 
 @app.post("/v1/imaging/<model_id>/predict")

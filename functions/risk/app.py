@@ -7,7 +7,7 @@ from medserve.api import create_app, lambda_entry, prediction_response
 from medserve.registry import Registry
 
 REGISTRY = Registry.from_env(task="risk")  # Lambda init: sessions opened once
-app = create_app()
+app = create_app(model_lookup=lambda model_id: REGISTRY.get(model_id, task="risk"))
 
 
 @app.post("/v1/risk/<model_id>/predict")

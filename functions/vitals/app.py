@@ -7,7 +7,7 @@ from medserve.registry import Registry
 from medserve.vitals import service
 
 REGISTRY = Registry.from_env(task="vitals")  # Lambda init: sessions opened once
-app = create_app()
+app = create_app(model_lookup=lambda model_id: REGISTRY.get(model_id, task="vitals"))
 
 
 @app.post("/v1/vitals/<model_id>/predict")

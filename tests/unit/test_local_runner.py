@@ -635,5 +635,9 @@ def test_main_serves_prints_the_banner_and_stops_on_sigterm(project: Path, tmp_p
 def test_access_log_has_no_query_values(api: LocalApi, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="local"):
         get_json(api, "/v1/items/5?patient=Jane-Doe")
+        # The server thread writes its access line after the response is sent: wait for it.
+        deadline = time.monotonic() + 5
+        while "GET /v1/items/{item_id} 200" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.01)
     assert "GET /v1/items/{item_id} 200" in caplog.text
     assert "Jane-Doe" not in caplog.text

@@ -87,3 +87,65 @@ def test_hostile_raw_images_get_a_4xx_problem(raw: bytes, ctype: str) -> None:
     status, headers, problem = invoke("imaging", event)
     assert 400 <= status < 500, (status, problem)
     assert headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("task", sorted(ROUTES))
+@pytest.mark.parametrize(
+    "raw", [b"\xff\xfe\x00", '{"a": "\u00e9"}'.encode("utf-16"), '{"a": "d\u00e9j\u00e0"}'.encode("latin-1")]
+)
+def test_bodies_that_are_not_utf8_are_400(task: str, raw: bytes) -> None:
+    event = with_body(load_event(ROUTES[task]), "", **{"Content-Type": "application/json"})
+    event["body"] = base64.b64encode(raw).decode()
+    event["isBase64Encoded"] = True
+    status, headers, problem = invoke(task, event)
+    assert status == 400, problem
+    assert headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("task", sorted(ROUTES))
+def test_binary_body_without_content_type_is_a_4xx(task: str) -> None:
+    event = with_body(load_event(ROUTES[task]), "")
+    for name in ("Content-Type", "content-type"):
+        event["headers"].pop(name, None)
+        event["multiValueHeaders"].pop(name, None)
+    event["body"] = base64.b64encode(b"\x89PNG\r\n\x1a\n\x00\xff\xfe").decode()
+    event["isBase64Encoded"] = True
+    status, _, problem = invoke(task, event)
+    assert 400 <= status < 500, problem
+
+
+@pytest.mark.parametrize("task", sorted(ROUTES))
+def test_unknown_or_other_task_model_is_404_whatever_the_body(task: str) -> None:
+    other = {"risk": "chest-xray", "imaging": "breast-cancer", "vitals": "diabetes-progression"}[task]
+    for model_id in ("nope", other):
+        for body in ("{}", '{"instances": []}', "not json"):
+            event = with_body(load_event(ROUTES[task]), body)
+            event["path"] = f"/v1/{task}/{model_id}/predict"
+            event["pathParameters"] = {"model_id": model_id}
+            status, headers, problem = invoke(task, event)
+            assert status == 404, (model_id, body, problem)
+            assert headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("task", sorted(ROUTES))
+def test_empty_body_is_400(task: str) -> None:
+    event = with_body(load_event(ROUTES[task]), "")
+    status, _, problem = invoke(task, event)
+    assert status == 400, problem
+    assert problem["errors"] == [{"field": "body", "message": "the request body is empty"}]
+
+
+@pytest.mark.parametrize("task", sorted(ROUTES))
+@pytest.mark.parametrize("ctype", ["Application/JSON", "APPLICATION/JSON; charset=UTF-8"])
+def test_media_types_are_case_insensitive(task: str, ctype: str) -> None:
+    event = load_event(ROUTES[task])
+    event = with_body(event, event["body"], **{"Content-Type": ctype})
+    status, _, body = invoke(task, event)
+    assert status == 200, body
+
+
+def test_compressed_bodies_are_415() -> None:
+    event = with_body(load_event("risk_breast_cancer"), "\x1f\x8b", **{"Content-Encoding": "gzip"})
+    status, _, problem = invoke("risk", event)
+    assert status == 415
+    assert problem["errors"][0]["field"] == "content-encoding"

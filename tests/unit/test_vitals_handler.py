@@ -267,7 +267,7 @@ def _ok_obs(**changes: Any) -> dict[str, Any]:
             422,
             "observations[0].spo2",
         ),
-        ('{"observations": [{"heart_rate": NaN}]}', 400, "body"),
+        (f'{{"observations": [{json.dumps(_ok_obs())[:-1]}, "heart_rate": NaN}}]}}', 422, "observations[0].heart_rate"),
     ],
 )
 def test_bad_input_is_a_4xx_problem_naming_the_field(body: Any, status: int, field: str) -> None:

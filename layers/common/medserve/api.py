@@ -51,6 +51,7 @@ logger = Logger(log_uncaught_exceptions=False)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MedServe"))
 
 _TOO_DEEP = "the request body is nested too deeply to be read"
+_NOT_UTF8 = "the request body is not UTF-8 text; send JSON encoded as UTF-8"
 _JSON_TYPES = re.compile(r"^application/([a-z0-9.+-]*\+)?json$")
 
 
@@ -73,6 +74,7 @@ class MedServeResolver(APIGatewayRestResolver):
         super().__init__(**kwargs)
         self.route_table: list[tuple[re.Pattern[str], str]] = []
         self.accepted_content_types: tuple[str, ...] = ()
+        self.model_lookup: Callable[[str], Any] | None = None
 
     def route(self, rule: str, method: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: D401
         methods = [method] if isinstance(method, str) else list(method)
@@ -161,18 +163,39 @@ def validation_problem(exc: RequestValidationError) -> Problem:
     return unprocessable(pairs)
 
 
-def unsupported_content_type(app: MedServeResolver, event: dict[str, Any]) -> Problem | None:
-    """415 for a POST to one of our routes whose Content-Type it does not read.
+def precheck(app: MedServeResolver, event: dict[str, Any]) -> Problem | None:
+    """Checks made before routing, in the order a caller would want them answered.
 
-    Checked before routing, because Powertools' body validation would otherwise try
-    to parse a form or CSV body as the JSON model and answer with confusing errors.
+    Powertools validates a body before our route runs, so what must win over a body
+    error is decided here: an unknown model (or one of another task) is 404 whatever
+    the body; an empty body is 400; a Content-Encoding we do not read, or a
+    Content-Type the route does not read, is 415. The JSON media type is also
+    normalised to lower case (media types are case-insensitive; Powertools' check is not).
     """
     if (event.get("httpMethod") or "").upper() != "POST" or "POST" not in app.allowed_methods(event.get("path") or ""):
         return None
-    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-    ctype = media_type(headers.get("content-type") or "")
+    model_id = (event.get("pathParameters") or {}).get("model_id")
+    if model_id is not None and app.model_lookup is not None:
+        try:
+            app.model_lookup(model_id)
+        except Problem as problem:
+            return problem
+    headers = event.get("headers") or {}
+    lower = {k.lower(): (k, v) for k, v in headers.items()}
+    encoding = (lower.get("content-encoding", ("", ""))[1] or "").strip().lower()
+    if encoding and encoding != "identity":
+        return unsupported_media_type(
+            f"Content-Encoding {encoding!r} is not read; send the body uncompressed", field="content-encoding"
+        )
+    if not event.get("body"):
+        return bad_request("the request body is empty", field="body")
+    key, raw_ctype = lower.get("content-type", ("Content-Type", ""))
+    ctype = media_type(raw_ctype or "")
     accepted: tuple[str, ...] = app.accepted_content_types
-    if not ctype or _JSON_TYPES.match(ctype) or ctype in accepted:
+    if not ctype or ctype in accepted:
+        return None
+    if _JSON_TYPES.match(ctype):
+        headers[key] = raw_ctype.lower()  # Powertools matches "application/json" case-sensitively
         return None
     return unsupported_media_type(
         f"Content-Type {ctype!r} is not read here; send application/json"
@@ -181,16 +204,24 @@ def unsupported_content_type(app: MedServeResolver, event: dict[str, Any]) -> Pr
     )
 
 
-def create_app(*, accepted_content_types: tuple[str, ...] = ()) -> MedServeResolver:
+def create_app(
+    *,
+    accepted_content_types: tuple[str, ...] = (),
+    model_lookup: Callable[[str], Any] | None = None,
+) -> MedServeResolver:
     """A resolver whose every error path answers ``application/problem+json``.
 
     Parameters
     ----------
     accepted_content_types
         Non-JSON request media types a route of this app reads (e.g. images).
+    model_lookup
+        ``model_id -> entry``, raising a 404 :class:`Problem` for a model this
+        function does not serve; checked before the body (see :func:`precheck`).
     """
     app = MedServeResolver(enable_validation=True)
     app.accepted_content_types = accepted_content_types
+    app.model_lookup = model_lookup
 
     @app.exception_handler(Problem)
     def _problem(exc: Problem) -> Response:
@@ -219,6 +250,11 @@ def create_app(*, accepted_content_types: tuple[str, ...] = ()) -> MedServeResol
             problem = not_found(f"no route {event.http_method} {event.path}")
         return problem_response(problem, request_id(app))
 
+    @app.exception_handler(UnicodeDecodeError)
+    def _not_text(_: UnicodeDecodeError) -> Response:
+        # Powertools decodes the body as UTF-8 before our route runs.
+        return problem_response(bad_request(_NOT_UTF8, field="body"), request_id(app))
+
     @app.exception_handler(RecursionError)
     def _too_deep(_: RecursionError) -> Response:
         # Only the JSON parser recurses on caller input (Powertools parses bodies before us).
@@ -236,22 +272,23 @@ def create_app(*, accepted_content_types: tuple[str, ...] = ()) -> MedServeResol
 
 def read_json(app: APIGatewayRestResolver) -> dict[str, Any]:
     """The request body as a JSON object: 400 when unreadable, 422 when not an object."""
-    raw = app.current_event.decoded_body
+    try:
+        raw = app.current_event.decoded_body
+    except UnicodeDecodeError as exc:
+        raise bad_request(_NOT_UTF8, field="body") from exc
     if raw is None or not raw.strip():
         raise bad_request("the request body is empty; send a JSON object", field="body")
     try:
-        body = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+        # NaN/Infinity literals are parsed (as Python's json does, and as the risk route's
+        # validation does) so that the field validation names them: 422, not 400.
+        body = json.loads(raw)
+    except ValueError as exc:
         raise bad_request("the request body is not valid JSON", field="body") from exc
     except RecursionError as exc:
         raise bad_request(_TOO_DEEP, field="body") from exc
     if not isinstance(body, dict):
         raise unprocessable([("body", "must be a JSON object")])
     return body
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def warnings_for(entry: Any, extra: list[str] | None = None) -> list[str]:
@@ -301,7 +338,7 @@ def lambda_entry(app: MedServeResolver) -> Callable[[dict[str, Any], Any], dict[
     )
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         start = time.perf_counter()
-        early = unsupported_content_type(app, event)
+        early = precheck(app, event)
         if early is not None:
             rid = (event.get("requestContext") or {}).get("requestId") or str(uuid.uuid4())
             response = {
