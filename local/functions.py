@@ -11,9 +11,11 @@ Environment variables are process-global. A function's variables are set before
 its import (Lambda init) and again before every invocation, under one lock; keys
 set for another function and absent from this one are restored to the runner's
 own value. Values read at import time are therefore exact; values read during a
-request are exact unless two functions with different values for the same key run
-at the same instant. One lock per function serialises its invocations, as one
-Lambda execution environment handles one request at a time.
+request are exact. One lock serialises every invocation, of every function: a Lambda
+execution environment handles one request at a time, and here the functions also
+share the process's library singletons (the ``medserve`` Powertools logger and
+metrics), which concurrent invocations of two functions would otherwise corrupt
+(one clearing the other's correlation id or flushing its metrics).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ log = logging.getLogger("local")
 
 _ENV_LOCK = threading.Lock()
 _IMPORT_LOCK = threading.Lock()
+_INVOKE_LOCK = threading.RLock()
+"""Shared by every function: one invocation at a time in this process (see above)."""
 _BASE_ENV: dict[str, str | None] = {}
 """The runner's own value (``None``: unset) of every key a function has set."""
 
@@ -116,7 +120,7 @@ class FunctionRuntime:
     init_count: int = field(default=0, init=False)
     invocations: int = field(default=0, init=False)
     _handler: Callable[[Any, Any], Any] | None = field(default=None, init=False, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _lock: threading.RLock = field(default=_INVOKE_LOCK, init=False, repr=False)
     _log_stream: str = field(default="", init=False, repr=False)
 
     @property

@@ -149,3 +149,16 @@ def test_compressed_bodies_are_415() -> None:
     status, _, problem = invoke("risk", event)
     assert status == 415
     assert problem["errors"][0]["field"] == "content-encoding"
+
+
+def test_isbase64encoded_body_that_is_not_base64_is_400() -> None:
+    event = with_body(load_event("risk_breast_cancer"), "not base64!", **{"Content-Type": "application/json"})
+    event["isBase64Encoded"] = True
+    status, _, problem = invoke("risk", event)
+    assert status == 400, problem
+
+
+def test_json_suffix_media_types_are_read_as_json() -> None:
+    event = load_event("risk_breast_cancer")
+    status, _, body = invoke("risk", with_body(event, event["body"], **{"Content-Type": "application/fhir+json"}))
+    assert status == 200, body

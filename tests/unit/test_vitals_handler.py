@@ -207,7 +207,7 @@ def test_fhir_bundle() -> None:
     assert sorted(c["valueInteger"] for c in obs["component"]) == sorted(plain["news2"]["components"].values())
     last = observations(FHIR)[-1]["time"]
     assert obs["effectiveDateTime"] == last
-    assert ra["status"] == "final"
+    assert ra["status"] == "preliminary"  # an unreviewed machine result, as for risk and imaging
     assert ra["method"]["text"].startswith("vitals-deterioration")
     assert ra["occurrenceDateTime"] == last
     assert ra["basis"] == [{"reference": by_type["Observation"]["fullUrl"]}]

@@ -7,6 +7,7 @@ own problems *and* Powertools' 404/405/422/parse errors) lives here, once.
 
 from __future__ import annotations
 
+import binascii
 import json
 import math
 import os
@@ -31,8 +32,10 @@ from medserve.problems import (
     PROBLEM_CONTENT_TYPE,
     Problem,
     bad_request,
+    frames,
     method_not_allowed,
     not_found,
+    unknown_key,
     unprocessable,
     unsupported_media_type,
 )
@@ -155,7 +158,8 @@ def validation_problem(exc: RequestValidationError) -> Problem:
         if kind == "missing":
             message = "required field is missing"
         elif kind == "extra_forbidden":
-            message = "unknown field"
+            parent = _field_from_loc(loc[:-1]) if len(loc) > 1 else ""
+            field, message = unknown_key("" if parent == "body" else parent, loc[-1])
         else:
             # pydantic messages describe the rule, not the value: safe to return
             message = str(err.get("msg", "invalid value"))
@@ -195,7 +199,9 @@ def precheck(app: MedServeResolver, event: dict[str, Any]) -> Problem | None:
     if not ctype or ctype in accepted:
         return None
     if _JSON_TYPES.match(ctype):
-        headers[key] = raw_ctype.lower()  # Powertools matches "application/json" case-sensitively
+        # Powertools only reads bodies whose type starts with "application/json", case-sensitively;
+        # every JSON media type (any case, +json suffixes) is read as such.
+        headers[key] = "application/json"
         return None
     return unsupported_media_type(
         f"Content-Type {ctype!r} is not read here; send application/json"
@@ -255,6 +261,11 @@ def create_app(
         # Powertools decodes the body as UTF-8 before our route runs.
         return problem_response(bad_request(_NOT_UTF8, field="body"), request_id(app))
 
+    @app.exception_handler(binascii.Error)
+    def _not_base64(_: binascii.Error) -> Response:
+        # isBase64Encoded with a body that is not base64 (only hand-made events can do this).
+        return problem_response(bad_request("the body is not valid base64", field="body"), request_id(app))
+
     @app.exception_handler(RecursionError)
     def _too_deep(_: RecursionError) -> Response:
         # Only the JSON parser recurses on caller input (Powertools parses bodies before us).
@@ -262,8 +273,10 @@ def create_app(
 
     @app.exception_handler(Exception)
     def _bug(exc: Exception) -> Response:
-        # A 5xx is a bug in MedServe. Log the type and traceback, never the request.
-        logger.exception("unhandled error", extra={"error_type": type(exc).__name__})
+        # A 5xx is a bug in MedServe. Log the type and where it happened, never the message:
+        # library messages can quote input values (numbers, keys, bytes).
+        logger.error("unhandled error", extra={"error_type": type(exc).__name__, "frames": frames(exc)})
+        metrics.add_metric(name="UnhandledErrors", unit=MetricUnit.Count, value=1)
         problem = Problem(500, "Internal Server Error", "MedServe failed to answer; this is our bug, not yours")
         return problem_response(problem, request_id(app))
 

@@ -11,6 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 SHA256_SYSTEM = "urn:ietf:rfc:3986"  # identifier value is a URN
+# RiskAssessment.subject is required (1..1) in R4. MedServe receives no patient identifiers,
+# so the subject is a display-only reference the caller's system fills in.
+UNIDENTIFIED_SUBJECT = {"display": "the patient of the request (no identifiers are sent to MedServe)"}
 
 
 def _id() -> str:
@@ -86,6 +89,7 @@ def risk_bundle(entry: Any, result: dict[str, Any], request_id: str) -> dict[str
             "id": _id(),
             "identifier": [{"system": "https://medserve.dev/request", "value": f"{request_id}/{i}"}],
             "status": "preliminary",
+            "subject": dict(UNIDENTIFIED_SUBJECT),
             "method": {"text": f"{entry.id} {entry.version} (ONNX model)"},
             "occurrenceDateTime": now(),
             "performer": {**ref(dev), "display": entry.id},

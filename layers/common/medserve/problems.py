@@ -8,6 +8,8 @@ the field. A 5xx means a bug in MedServe.
 
 from __future__ import annotations
 
+import re
+import traceback
 from http import HTTPStatus
 from typing import Any
 
@@ -79,6 +81,26 @@ class Problem(Exception):
 
     def __repr__(self) -> str:
         return f"Problem({self.status}, {self.title!r}, {len(self.errors)} field errors)"
+
+
+_PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def unknown_key(parent: str, key: object) -> tuple[str, str]:
+    """The ``(field, message)`` for an unknown key, echoing its name only when it is a plain identifier.
+
+    A key is caller input: one like ``"Jane Doe 1970-01-01"`` may be patient data, so it
+    is never repeated back (the field is then the parent, e.g. ``instances[3]``).
+    """
+    name = str(key)
+    if _PLAIN_NAME.match(name):
+        return (f"{parent}.{name}" if parent else name, "unknown field")
+    return (parent or "body", "has an unknown field (its name is not repeated: not a plain identifier)")
+
+
+def frames(exc: BaseException) -> list[str]:
+    """``file:line:function`` of each traceback frame: where, without any message or values."""
+    return [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}:{f.name}" for f in traceback.extract_tb(exc.__traceback__)]
 
 
 def _title(status: int) -> str:

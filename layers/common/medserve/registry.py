@@ -240,5 +240,7 @@ class Registry:
         if entry is None or (task is not None and entry.task != task):
             known = ", ".join(e.id for e in self.entries(task)) or "none"
             where = f" for task '{task}'" if task else ""
-            raise not_found(f"no model '{model_id}'{where}; available: {known}")
+            # Echo the id only when it looks like one (a batch key segment could be anything).
+            shown = f"'{model_id}'" if _ID_RE.match(model_id) else "with the requested id"
+            raise not_found(f"no model {shown}{where}; available: {known}")
         return entry

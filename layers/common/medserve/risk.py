@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from medserve.problems import unprocessable
+from medserve.problems import unknown_key, unprocessable
 from medserve.registry import ModelEntry
 
 MAX_INSTANCES = 1000
@@ -124,7 +124,8 @@ def _check_each(spec: RiskSpec, instances: list[dict[str, Any]]) -> np.ndarray:
             errors.append((where, "must be an object of feature: number"))
             continue
         for key in row.keys() - spec.name_set:
-            errors.append((f"{where}.{key}", "unknown feature for this model"))
+            field, message = unknown_key(where, key)
+            errors.append((field, message.replace("unknown field", "unknown feature for this model")))
         for name in spec.names:
             field = f"{where}.{name}"
             if name not in row:

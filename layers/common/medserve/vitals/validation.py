@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from medserve.problems import unprocessable
+from medserve.problems import unknown_key, unprocessable
 from medserve.vitals.features import FIELD_SPECS, MAX_OBSERVATIONS, OBSERVATION_FIELDS
 
 __all__ = ["VitalsRequest", "parse_time", "validate_request"]
@@ -91,9 +91,13 @@ def _number_error(value: Any, spec: Mapping[str, Any]) -> str | None:
     if not finite:
         return "must be a finite number"
     lo, hi = spec.get("min"), spec.get("max")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        unit = spec.get("unit") or ""
-        return f"must be between {lo:g} and {hi:g} {unit}".rstrip()
+    unit = f" {spec['unit']}" if spec.get("unit") else ""
+    if lo is not None and hi is not None and not lo <= value <= hi:
+        return f"must be between {lo:g} and {hi:g}{unit}"
+    if lo is not None and value < lo:
+        return f"must be at least {lo:g}{unit}"
+    if hi is not None and value > hi:
+        return f"must be at most {hi:g}{unit}"
     return None
 
 
@@ -161,7 +165,7 @@ def _check_observation(
         errors.append((where, "must be an object"))
         return None
     for key in sorted(o.keys() - set(OBSERVATION_FIELDS), key=str):
-        errors.append((f"{where}.{key}", "unknown field"))
+        errors.append(unknown_key(where, key))
     when: datetime | None = None
     for name in OBSERVATION_FIELDS:
         field = f"{where}.{name}"
@@ -227,7 +231,7 @@ def validate_request(
         raise ValueError(f"feature specs lack {sorted(missing_specs)}")
     errors: list[tuple[str, str]] = []
     for key in sorted(body.keys() - set(TOP_LEVEL), key=str):
-        errors.append((str(key), "unknown field"))
+        errors.append(unknown_key("", key))
     explain = body.get("explain", False)
     if not isinstance(explain, bool):
         errors.append(("explain", "must be a boolean (true or false)"))
