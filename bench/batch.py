@@ -10,6 +10,12 @@ moto S3, then times, on the same rows:
 - ``raw``: one ``session.run`` on the pre-packed float32 matrix, and the same in chunks
   of :data:`medserve.batch.tasks.CHUNK_ROWS` (what the handler does).
 
+``vitals`` (``bench_batch(vitals_sequences=...)``): sequences/second of
+:func:`medserve.batch.tasks.process` on a JSON Lines object of 12-observation
+sequences (the committed ``events/vitals_predict.json`` readings, jittered): parse,
+the API's validation per sequence, then one padded, masked ``session.run`` per
+:data:`medserve.batch.tasks.VITALS_CHUNK` sequences.
+
 ``make bench`` runs in the export venv, which has no moto: there the measurement runs
 in the runtime venv (``.venv``) as ``python -m bench.batch``.
 """
@@ -32,6 +38,7 @@ from bench.common import ROOT
 
 RUNTIME_PY = ROOT / ".venv" / "bin" / "python"
 MODEL_ID = "breast-cancer"
+VITALS_MODEL_ID = "vitals-deterioration"
 REPEATS = 3
 
 
@@ -131,12 +138,52 @@ def _measure(rows: int) -> dict[str, Any]:
     }
 
 
-def bench_batch(rows: int = 10000) -> dict[str, Any]:
-    """Rows/second of the batch handler and of raw ``session.run`` on the same ``rows`` rows."""
+def _measure_vitals(sequences: int) -> dict[str, Any]:
+    """Sequences/second of :func:`medserve.batch.tasks.process` on a vitals JSON Lines object."""
+    import numpy as np
+
+    sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
+    os.environ.setdefault("MEDSERVE_MODELS_DIR", str(ROOT / "layers" / "models"))
+    from medserve.batch import tasks
+    from medserve.registry import Registry
+
+    entry = Registry.from_env().get(VITALS_MODEL_ID)
+    observations = json.loads(json.loads((ROOT / "events" / "vitals_predict.json").read_text())["body"])["observations"]
+    rng = np.random.default_rng(0)
+    lines = []
+    for k in range(sequences):  # the event's 12 observations, heart rate and SpO2 jittered per sequence
+        obs = [
+            {**o, "heart_rate": float(o["heart_rate"]) + int(rng.integers(-10, 11)), "spo2": min(100, o["spo2"] + 1)}
+            if k % 2
+            else o
+            for o in observations
+        ]
+        lines.append(json.dumps({"id": f"s{k}", "observations": obs}))
+    data = ("\n".join(lines) + "\n").encode()
+    tasks.process(entry, data, "bench.jsonl", max_rows=10**7)  # warm-up
+    seconds = _median_s(lambda: tasks.process(entry, data, "bench.jsonl", max_rows=10**7))
+    return {
+        "model": VITALS_MODEL_ID,
+        "sequences": sequences,
+        "observations_per_sequence": len(observations),
+        "repeats": REPEATS,
+        "process": {"seconds": round(seconds, 4), "sequences_per_s": round(sequences / seconds, 1)},
+    }
+
+
+def bench_batch(rows: int = 10000, vitals_sequences: int = 5000) -> dict[str, Any]:
+    """Rows/second of the batch handler and of raw ``session.run`` on the same ``rows`` rows.
+
+    With ``vitals_sequences`` > 0, ``"vitals"`` holds sequences/second of the batch
+    task library on that many 12-observation sequences (JSON Lines).
+    """
     if importlib.util.find_spec("moto") is not None:
-        return _measure(rows)
+        result = _measure(rows)
+        if vitals_sequences > 0:
+            result["vitals"] = _measure_vitals(vitals_sequences)
+        return result
     out = subprocess.run(
-        [str(RUNTIME_PY), "-m", "bench.batch", "--rows", str(rows)],
+        [str(RUNTIME_PY), "-m", "bench.batch", "--rows", str(rows), "--vitals-sequences", str(vitals_sequences)],
         check=True,
         capture_output=True,
         text=True,
@@ -148,8 +195,9 @@ def bench_batch(rows: int = 10000) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.batch", description=__doc__)
     parser.add_argument("--rows", type=int, default=10000)
+    parser.add_argument("--vitals-sequences", type=int, default=5000)
     args = parser.parse_args()
-    print(json.dumps(bench_batch(args.rows)))
+    print(json.dumps(bench_batch(args.rows, args.vitals_sequences)))
 
 
 if __name__ == "__main__":

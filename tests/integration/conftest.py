@@ -30,6 +30,7 @@ MAX_RECEIVE = 3
 os.environ.setdefault("MEDSERVE_OUTPUT_BUCKET", OUTPUT)
 os.environ.setdefault("MEDSERVE_BATCH_MAX_BYTES", "52428800")
 os.environ.setdefault("MEDSERVE_BATCH_MAX_ROWS", "100000")
+os.environ.setdefault("MEDSERVE_BATCH_MAX_RECEIVES", str(MAX_RECEIVE))
 
 
 @dataclass

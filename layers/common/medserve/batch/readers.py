@@ -15,7 +15,15 @@ Decisions
   *row*, reported in its own place. Cells stay strings here; the task converts.
 - **JSON Lines**: one JSON object per non-blank line. A line that is not JSON, or
   not an object, is a bad row; an ``id`` key, if present, is the row's id and not
-  a feature.
+  a feature. ``NaN``/``Infinity`` literals parse on purpose, so that the task's
+  validation names the field (422).
+- **Ids** are echoed into the result, so only a string (valid Unicode) or a finite
+  number is kept; any other ``id`` (``NaN``, a lone surrogate, an object, a boolean)
+  makes the row a bad row (422, field ``id``) and is dropped.
+- **No echo of cells in problems**: a header cell is named (``header.<column>``) only
+  when it is a plain identifier, otherwise by position (``header[3]``); a CSV whose
+  first row names none of the model's inputs (no header row, so the first data row
+  was read as one) is refused as "the first row is not a header of input names".
 - Rows are numbered from 0 in file order (``row``), as the API numbers
   ``instances[i]``; ``line`` is the 1-based line of the file, for people.
 - An object with no data rows is 422; more than ``max_rows`` rows is 413.
@@ -26,6 +34,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +43,8 @@ from typing import Any
 from medserve.problems import Problem, bad_request, payload_too_large, unprocessable, unsupported_media_type
 
 ID_COLUMN = "id"
+NOT_A_HEADER = "the first row is not a header of input names"
+_PLAIN_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 CSV_EXTENSIONS = (".csv",)
 JSONL_EXTENSIONS = (".jsonl", ".ndjson", ".json")
 _BINARY_MAGIC = (
@@ -114,29 +126,59 @@ def _too_many(max_rows: int) -> Problem:
     )
 
 
+def header_field(column: str, position: int) -> str:
+    """``header.<column>`` for a plain identifier, else ``header[<position>]`` (cells may be patient data)."""
+    return f"header.{column}" if _PLAIN_COLUMN.match(column) else f"header[{position}]"
+
+
 def check_header(columns: Sequence[str], required: Sequence[str], optional: Iterable[str] = (ID_COLUMN,)) -> None:
-    """Refuse a CSV header with unknown, duplicate or missing columns (422, every column named)."""
+    """Refuse a CSV header with unknown, duplicate or missing columns (422, every column named).
+
+    Columns are named only when they are plain identifiers (see :func:`header_field`);
+    when no cell names any input, the first row is said not to be a header at all.
+    """
     allowed = set(required) | set(optional)
-    errors: list[tuple[str, str]] = []
+    expected = f"expected the columns {', '.join(required)} and optionally id"
+    not_a_header = not allowed.intersection(columns)
+    errors: list[tuple[str, str]] = [("header", NOT_A_HEADER)] if not_a_header else []
     seen: set[str] = set()
-    for col in columns:
+    for position, col in enumerate(columns):
         if col == "":
-            errors.append(("header", "has an empty column name"))
+            errors.append((f"header[{position}]", "has an empty column name"))
         elif col in seen:
-            errors.append((f"header.{col}", "duplicate column"))
+            errors.append((header_field(col, position), "duplicate column"))
         elif col not in allowed:
-            errors.append((f"header.{col}", "unknown column for this model"))
+            errors.append((header_field(col, position), "unknown column for this model"))
         seen.add(col)
     for name in required:
         if name not in seen:
             errors.append((f"header.{name}", "required column is missing"))
     if errors:
-        detail = (
-            f"the CSV header does not match the model's inputs ({len(errors)} problem"
-            f"{'s' if len(errors) != 1 else ''}); expected the columns {', '.join(required)}"
-            " and optionally id"
-        )
+        n = len(errors) - not_a_header
+        what = NOT_A_HEADER if not_a_header else "the CSV header does not match the model's inputs"
+        detail = f"{what} ({n} problem{'s' if n != 1 else ''}); {expected}"
         raise unprocessable(errors, detail=detail)
+
+
+def row_id(value: Any) -> tuple[Any, Problem | None]:
+    """``(id, None)`` for a string of valid Unicode or a finite number; else ``(None, 422 on id)``.
+
+    The id is written back into the result document, so it must be JSON that any
+    reader can take: no ``NaN``/``Infinity``, no lone surrogates, no nested values.
+    """
+    if value is None:
+        return None, None
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+        else:
+            return value, None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, int) or math.isfinite(value):
+            return value, None
+    return None, unprocessable([(ID_COLUMN, "must be a string or a finite number")])
 
 
 def read_csv(text: str, *, required: Sequence[str], max_rows: int) -> Table:
@@ -197,7 +239,7 @@ def read_jsonl(text: str, *, max_rows: int) -> Table:
             row.error = bad_request("the line is nested too deeply to be read", field="line")
         else:
             if isinstance(obj, dict):
-                row.id = obj.pop(ID_COLUMN, None)
+                row.id, row.error = row_id(obj.pop(ID_COLUMN, None))
                 row.values = obj
             else:
                 row.error = unprocessable([("line", "must be a JSON object")])

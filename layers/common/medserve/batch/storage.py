@@ -10,7 +10,9 @@ Failure kinds
 - Anything else from S3 or the network (throttling ``SlowDown``, 5xx, timeouts,
   ``EndpointConnectionError``, and also ``AccessDenied``) propagates: the SQS message
   is retried and, after ``maxReceiveCount`` receives, lands in the DLQ. Nothing is
-  dropped. :func:`is_transient` only labels the log line.
+  dropped. :func:`is_infrastructure` (transient, or access denied) tells the worker
+  which failures must keep raising on the last receive (to reach the alarmed DLQ)
+  rather than becoming a 500 problem document.
 """
 
 from __future__ import annotations
@@ -58,6 +60,22 @@ TRANSIENT_CODES = frozenset(
     }
 )
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+ACCESS_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidToken",
+        "KMS.AccessDeniedException",
+        "KMS.DisabledException",
+        "KMS.KMSInvalidStateException",
+        "403",
+    }
+)
 
 
 class ObjectGone(Exception):
@@ -109,6 +127,21 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, BotoCoreError | TimeoutError | ConnectionError)
 
 
+def is_infrastructure(exc: BaseException) -> bool:
+    """Transient (:func:`is_transient`) or access denied: not MedServe's bug, and not the object's fault.
+
+    Such failures raise on every receive, so a message that never succeeds lands in
+    the DLQ (alarmed) instead of getting a 500 document it may not even be allowed
+    to write.
+    """
+    if is_transient(exc):
+        return True
+    if isinstance(exc, ClientError):
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        return error_code(exc) in ACCESS_CODES or status == 403
+    return False
+
+
 def _missing(exc: ClientError) -> bool:
     return error_code(exc) in _MISSING_CODES
 
@@ -148,8 +181,8 @@ def get(bucket: str, key: str, *, etag: str, max_bytes: int) -> bytes:
 
 
 def put_json(bucket: str, key: str, document: dict[str, Any], *, content_type: str) -> None:
-    """Write a JSON document (UTF-8, non-finite floats refused)."""
-    body = json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    """Write a JSON document as ASCII (every string, even a lone surrogate, escaped); non-finite floats refused."""
+    body = json.dumps(document, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
     client().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
 
 

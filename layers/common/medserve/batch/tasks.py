@@ -2,9 +2,11 @@
 
 Nothing here is new model logic: risk rows go through :func:`medserve.risk.predict`
 (the API's validation, one ``session.run`` per chunk), vitals sequences through
-:mod:`medserve.vitals.service`, images through :func:`medserve.imaging.decode.decode_image`
-and :func:`medserve.imaging.service.predict_decoded`. This module only turns CSV
-cells into the API's JSON values, groups rows, and attributes problems to rows.
+:mod:`medserve.vitals.service`'s validation and encoding (then padded and masked into
+one ``session.run`` per chunk of :data:`VITALS_CHUNK` sequences), images through
+:func:`medserve.imaging.decode.decode_image` and :func:`medserve.imaging.service.predict_decoded`.
+This module only turns CSV cells into the API's JSON values, groups rows, and
+attributes problems to rows.
 
 A bad row is reported in its own place: ``{"row", "line", "id", "error": problem}``;
 a good one is ``{"row", "line", "id", "prediction": ...}`` (vitals rows also carry
@@ -17,7 +19,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from medserve.batch.readers import Row, Table, read_table
 from medserve.problems import Problem, unprocessable
@@ -25,6 +30,8 @@ from medserve.registry import ModelEntry
 
 CHUNK_ROWS = 1000
 """Risk rows validated and predicted per ``session.run``."""
+VITALS_CHUNK = 256
+"""Vitals sequences predicted per ``session.run`` (padded to the chunk's longest, masked)."""
 _INSTANCE_FIELD = re.compile(r"^instances\[(\d+)\](?:\.(.*))?$")
 _TRUE = {"true", "1", "yes", "y"}
 _FALSE = {"false", "0", "no", "n"}
@@ -118,56 +125,103 @@ def _split_instance_errors(problem: Problem) -> dict[int, list[tuple[str, str]]]
 
 
 # --- vitals -------------------------------------------------------------------------------
-def vitals_rows(entry: ModelEntry, table: Table) -> list[dict[str, Any]]:
+@dataclass
+class _Sequence:
+    """One vitals result in the making: its row fields, and its validated request or its error."""
+
+    base: dict[str, Any]
+    body: dict[str, Any] | None = None
+    error: Problem | None = None
+    request: Any = None
+    result: dict[str, Any] | None = None
+
+
+def vitals_rows(entry: ModelEntry, table: Table, *, chunk: int = VITALS_CHUNK) -> list[dict[str, Any]]:
     """One result per sequence: CSV rows grouped by ``id``, or one JSON Lines row each.
 
     CSV observations of one id are put in time order (stable) when every time parses
     and all carry an offset or none does; the API's rules then apply unchanged
     (strictly ascending, 1 to 500 observations), so two readings at the same instant
-    are still refused.
+    are still refused. Every sequence is validated as the API validates it (a bad
+    one is reported in its own row); the valid ones are predicted together
+    (:func:`predict_sequences`).
     """
     from medserve.vitals import service
 
-    results: list[dict[str, Any]] = []
+    sequences: list[_Sequence] = []
     if table.format == "jsonl":
         for row in table.rows:
-            if row.error is not None:
-                results.append({**_row_base(row), "error": problem_body(row.error)})
-                continue
-            results.append({**_row_base(row), **_vitals_one(entry, service, row.values)})
-        return results
-    groups: dict[Any, list[Row]] = {}
-    for row in table.rows:
-        groups.setdefault(row.id, []).append(row)
-    for seq, (seq_id, rows) in enumerate(groups.items()):
-        rows = _time_ordered(rows)
-        base = {
-            "row": seq,
-            "id": seq_id,
-            "rows": [r.index for r in rows],
-            "lines": [r.line for r in rows],
-        }
-        read_errors = [
-            (f"observations[{k}]", err["message"])
-            for k, r in enumerate(rows)
-            if r.error is not None
-            for err in r.error.errors
-        ]
-        if read_errors:
-            results.append({**base, "error": problem_body(unprocessable(read_errors))})
-            continue
-        body = {"observations": [_observation(r) for r in rows]}
-        results.append({**base, **_vitals_one(entry, service, body)})
-    return results
+            sequences.append(_Sequence(_row_base(row), body=row.values, error=row.error))
+    else:
+        groups: dict[Any, list[Row]] = {}
+        for row in table.rows:
+            groups.setdefault(row.id, []).append(row)
+        for seq, (seq_id, rows) in enumerate(groups.items()):
+            rows = _time_ordered(rows)
+            base = {"row": seq, "id": seq_id, "rows": [r.index for r in rows], "lines": [r.line for r in rows]}
+            read_errors = [
+                (f"observations[{k}]", err["message"])
+                for k, r in enumerate(rows)
+                if r.error is not None
+                for err in r.error.errors
+            ]
+            if read_errors:
+                sequences.append(_Sequence(base, error=unprocessable(read_errors)))
+            else:
+                sequences.append(_Sequence(base, body={"observations": [_observation(r) for r in rows]}))
+    valid: list[_Sequence] = []
+    for item in sequences:
+        if item.error is None:
+            try:
+                item.request = service.parse(entry, item.body)
+            except Problem as problem:
+                item.error = problem
+            else:
+                valid.append(item)
+    for item, result in zip(valid, predict_sequences(entry, [i.request for i in valid], chunk=chunk), strict=True):
+        item.result = result
+    out: list[dict[str, Any]] = []
+    for item in sequences:
+        if item.error is not None:
+            out.append({**item.base, "error": problem_body(item.error)})
+        else:
+            assert item.result is not None
+            out.append({**item.base, **item.result})
+    return out
 
 
-def _vitals_one(entry: ModelEntry, service: Any, body: dict[str, Any]) -> dict[str, Any]:
-    try:
-        request = service.parse(entry, body)
-    except Problem as problem:
-        return {"error": problem_body(problem)}
-    result = service.predict(entry, request)
-    return {k: result[k] for k in ("prediction", "news2", "contributions", "warnings") if k in result}
+def predict_sequences(entry: ModelEntry, requests: list[Any], *, chunk: int = VITALS_CHUNK) -> list[dict[str, Any]]:
+    """The API's vitals result for each validated request, one ``session.run`` per ``chunk`` sequences.
+
+    Each sequence is encoded as the API encodes it; sequences are sorted by length (so
+    little is padded), right-padded with :func:`medserve.vitals.features.pad_batch` and
+    masked. Each result is built as :func:`medserve.vitals.service.predict` builds it
+    (``prediction``, ``news2``, ``warnings`` when any, ``contributions`` when the request
+    asks to ``explain``).
+
+    Raises
+    ------
+    ValueError
+        When the model answers a non-finite probability (as the API does: MedServe's bug).
+    """
+    from medserve.vitals import service
+    from medserve.vitals.features import encode, pad_batch
+
+    if not requests:
+        return []
+    spec = service.spec_for(entry)
+    encoded = [encode(r.observations, r.times) for r in requests]
+    order = sorted(range(len(requests)), key=lambda k: len(encoded[k]))
+    p = np.empty(len(requests), dtype=np.float64)
+    for start in range(0, len(order), chunk):
+        idx = order[start : start + chunk]
+        x, mask = pad_batch([encoded[k] for k in idx])
+        out = entry.run({spec.input_names[0]: x, spec.input_names[1]: mask})[spec.output_name]
+        p[idx] = np.asarray(out, dtype=np.float64).reshape(len(idx))
+    if not np.all(np.isfinite(p)):
+        raise ValueError(f"{entry.id}: non-finite model output")
+    p = np.clip(p, 0.0, 1.0)
+    return [service.build_result(entry, r, float(pk), x[None]) for r, pk, x in zip(requests, p, encoded, strict=True)]
 
 
 def _observation(row: Row) -> dict[str, Any]:

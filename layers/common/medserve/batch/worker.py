@@ -18,19 +18,29 @@ What is *not* an outcome: ``s3:TestEvent`` messages, events other than
 skipped. An object deleted before it was read gets a 404 problem document unless it
 already has an outcome (a late duplicate must not replace a good result).
 
-What is retried: any failure that is not the object's fault (S3 throttling, 5xx,
-timeouts, access denied, a bug) raises, so SQS redelivers the message and, after
-``maxReceiveCount`` receives, moves it to the DLQ. A message body that is not an S3
-notification raises too, so it ends in the DLQ rather than vanishing.
+What is retried: any failure that is not the object's fault raises, so SQS
+redelivers the message. Infrastructure failures (S3 throttling, 5xx, timeouts,
+access denied: :func:`medserve.batch.storage.is_infrastructure`) raise on every
+receive and, after ``maxReceiveCount`` receives, land in the DLQ (alarmed). Any
+other failure (a bug, a non-finite model output, a document that cannot be
+written) is retried too, but on the last receive (``ApproximateReceiveCount`` >=
+``MEDSERVE_BATCH_MAX_RECEIVES``, = the queue's ``maxReceiveCount``) it becomes a 500
+problem document instead, so the object still gets its one outcome. A message body
+that is not an S3 notification raises too, so it ends in the DLQ rather than
+vanishing.
 
 Logs carry the model id (only when it names a served model), a sha256 prefix of the
 key (never the key: keys may hold patient names), sizes, row counts and the outcome.
+A failure is logged as its type and traceback frames (``file:line:function``), never
+its message: exception texts from the standard library, NumPy or botocore can quote
+values.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,11 +50,12 @@ from urllib.parse import unquote_plus
 from medserve.batch import storage
 from medserve.batch.keys import ObjectKey, is_folder_marker, key_hash, parse_key
 from medserve.batch.tasks import problem_body, process
-from medserve.problems import PROBLEM_CONTENT_TYPE, Problem, not_found, payload_too_large, unprocessable
+from medserve.problems import PROBLEM_CONTENT_TYPE, Problem, frames, not_found, payload_too_large, unprocessable
 from medserve.registry import ModelEntry, Registry
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 DEFAULT_MAX_ROWS = 100_000
+DEFAULT_MAX_RECEIVES = 3
 JSON_CONTENT_TYPE = "application/json"
 
 
@@ -53,15 +64,32 @@ class _Logger(Protocol):
 
     def warning(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...  # pragma: no cover
 
-    def exception(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...  # pragma: no cover
+    def error(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...  # pragma: no cover
 
 
 class _Metrics(Protocol):
     def add_metric(self, name: str, unit: Any, value: float) -> Any: ...  # pragma: no cover
 
 
+_MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+INTERNAL_DETAIL = "MedServe could not process this object; this is our bug"
+
+
 class NotAnS3Notification(ValueError):
     """An SQS body that is neither an S3 event notification nor an ``s3:TestEvent``."""
+
+
+class RetryMessage(Exception):
+    """Raised (after logging) to have SQS redeliver the message; its text is only the error type.
+
+    The original exception is its ``__cause__``; its message is never logged or
+    returned, since it may quote values.
+    """
+
+
+def failure_fields(exc: BaseException) -> dict[str, Any]:
+    """What is logged about a failure: its type and traceback frames, never its message."""
+    return {"error_type": type(exc).__name__, "frames": frames(exc)}
 
 
 @dataclass(frozen=True)
@@ -71,10 +99,12 @@ class Settings:
     output_bucket: str
     max_bytes: int = DEFAULT_MAX_BYTES
     max_rows: int = DEFAULT_MAX_ROWS
+    max_receives: int = DEFAULT_MAX_RECEIVES
 
     @classmethod
     def from_env(cls) -> Settings:
-        """``MEDSERVE_OUTPUT_BUCKET`` (required), ``MEDSERVE_BATCH_MAX_BYTES``, ``MEDSERVE_BATCH_MAX_ROWS``."""
+        """``MEDSERVE_OUTPUT_BUCKET`` (required), ``MEDSERVE_BATCH_MAX_BYTES``, ``MEDSERVE_BATCH_MAX_ROWS``,
+        ``MEDSERVE_BATCH_MAX_RECEIVES`` (the queue's ``maxReceiveCount``, default 3)."""
         bucket = os.environ.get("MEDSERVE_OUTPUT_BUCKET", "")
         if not bucket:
             raise RuntimeError("MEDSERVE_OUTPUT_BUCKET is not set")
@@ -82,6 +112,7 @@ class Settings:
             output_bucket=bucket,
             max_bytes=int(os.environ.get("MEDSERVE_BATCH_MAX_BYTES", DEFAULT_MAX_BYTES)),
             max_rows=int(os.environ.get("MEDSERVE_BATCH_MAX_ROWS", DEFAULT_MAX_ROWS)),
+            max_receives=max(1, int(os.environ.get("MEDSERVE_BATCH_MAX_RECEIVES", DEFAULT_MAX_RECEIVES))),
         )
 
 
@@ -127,8 +158,32 @@ class BatchWorker:
         self.metrics = metrics
 
     # -- messages ------------------------------------------------------------------
-    def handle_message(self, message_id: str, body: str) -> list[Outcome]:
-        """Process every S3 record of one SQS message body; raise to have it retried."""
+    def handle_message(self, message_id: str, body: str, *, receive_count: int = 1) -> list[Outcome]:
+        """Process every S3 record of one SQS message body; raise :class:`RetryMessage` to have it retried.
+
+        Parameters
+        ----------
+        message_id
+            The SQS message id (the documents' ``request_id``).
+        body
+            The SQS message body (an S3 event notification).
+        receive_count
+            SQS ``ApproximateReceiveCount``: on the last receive a failure that is not
+            the infrastructure's becomes a 500 problem document.
+        """
+        try:
+            return self._handle_message(message_id, body, receive_count)
+        except RetryMessage:
+            raise  # logged where it happened
+        except Exception as exc:
+            if self.logger is not None:
+                self.logger.error(
+                    "batch message failed; it will be retried",
+                    extra={"message_id": message_id, "receive_count": receive_count, **failure_fields(exc)},
+                )
+            raise RetryMessage(type(exc).__name__) from exc
+
+    def _handle_message(self, message_id: str, body: str, receive_count: int) -> list[Outcome]:
         try:
             event = json.loads(body)
         except (TypeError, ValueError) as exc:
@@ -141,9 +196,9 @@ class BatchWorker:
         records = event.get("Records")
         if not isinstance(records, list) or not records:
             raise NotAnS3Notification("the SQS message body has no S3 event Records")
-        return [self.handle_record(message_id, record) for record in records]
+        return [self.handle_record(message_id, record, receive_count=receive_count) for record in records]
 
-    def handle_record(self, message_id: str, record: dict[str, Any]) -> Outcome:
+    def handle_record(self, message_id: str, record: dict[str, Any], *, receive_count: int = 1) -> Outcome:
         """One S3 event record (``eventSource`` ``aws:s3``)."""
         if not isinstance(record, dict) or record.get("eventSource") != "aws:s3":
             raise NotAnS3Notification("an event record is not from aws:s3")
@@ -160,11 +215,11 @@ class BatchWorker:
         if is_folder_marker(key, obj.get("size")):
             self._log({"outcome": "skipped", "reason": "folder marker", "message_id": message_id})
             return Outcome("skipped", reason="folder marker")
-        return self.handle_object(bucket, key, message_id=message_id)
+        return self.handle_object(bucket, key, message_id=message_id, receive_count=receive_count)
 
     # -- one object ----------------------------------------------------------------
-    def handle_object(self, bucket: str, key: str, *, message_id: str) -> Outcome:
-        """Read, predict and write the one outcome of ``s3://bucket/key``."""
+    def handle_object(self, bucket: str, key: str, *, message_id: str, receive_count: int = 1) -> Outcome:
+        """Read, predict and write the one outcome of ``s3://bucket/key`` (see the module docstring)."""
         started = time.perf_counter()
         where = parse_key(key)
         source: dict[str, Any] = {"bucket": bucket, "key": key, "etag": None, "size": None}
@@ -172,51 +227,94 @@ class BatchWorker:
         log: dict[str, Any] = {"message_id": message_id, "key_sha256": key_hash(key), "model_id": None}
         try:
             try:
-                if not where.well_formed:
-                    raise unprocessable(
-                        [("key", "must be incoming/<model_id>/<name>")],
-                        detail="the object is not at incoming/<model_id>/<name>, so no model can be chosen",
-                    )
-                entry = self.registry.get(where.model_id)
-                log["model_id"] = entry.id
-                meta = storage.head(bucket, key)
-                source.update(etag=meta["etag"], size=meta["size"])
-                if meta.get("version_id") not in (None, "null"):
-                    source["version_id"] = meta["version_id"]
-                log["size"] = meta["size"]
-                if meta["size"] > self.settings.max_bytes:
-                    raise self._too_large(meta["size"])
                 try:
-                    data = storage.get(bucket, key, etag=meta["etag"], max_bytes=self.settings.max_bytes)
-                except storage.ObjectTooLarge:
-                    raise self._too_large(None) from None
-                body = process(entry, data, where.name, max_rows=self.settings.max_rows)
+                    entry = self._entry(where)
+                    log["model_id"] = entry.id
+                    meta = storage.head(bucket, key)
+                    source.update(etag=meta["etag"], size=meta["size"])
+                    if meta.get("version_id") not in (None, "null"):
+                        source["version_id"] = meta["version_id"]
+                    log["size"] = meta["size"]
+                    if meta["size"] > self.settings.max_bytes:
+                        raise self._too_large(meta["size"])
+                    try:
+                        data = storage.get(bucket, key, etag=meta["etag"], max_bytes=self.settings.max_bytes)
+                    except storage.ObjectTooLarge:
+                        raise self._too_large(None) from None
+                    body = process(entry, data, where.name, max_rows=self.settings.max_rows)
+                except Problem as problem:
+                    outcome = self._write_error(where, source, entry, problem, message_id)
+                else:
+                    outcome = self._write_result(where, source, entry, body, message_id)
+                    log.update(format=body.get("format"), **{f"rows_{k}": v for k, v in body["summary"].items()})
             except storage.ObjectGone:
                 return self._gone(where, source, entry, log, started)
-        except Problem as problem:
-            outcome = self._write_error(where, source, entry, problem, message_id)
         except Exception as exc:
-            log.update(
-                outcome="retry",
-                error_type=type(exc).__name__,
-                error_code=storage.error_code(exc),
-                transient=storage.is_transient(exc),
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            )
-            if log["transient"]:
-                self._warn(log)
-            elif self.logger is not None:
-                self.logger.exception("batch object failed; the message will be retried", extra=log)
-            self._metric("BatchRetries", 1)
-            raise
-        else:
-            assert entry is not None
-            outcome = self._write_result(where, source, entry, body, message_id)
-            log.update(format=body.get("format"), **{f"rows_{k}": v for k, v in body["summary"].items()})
+            outcome = self._failed(exc, where, source, entry, log, started, receive_count)
         log.update(outcome.log)
         log.update(outcome=outcome.kind, status=outcome.status)
         log["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
         self._log(log)
+        return outcome
+
+    def _entry(self, where: ObjectKey) -> ModelEntry:
+        """The model the key names; 422 for a misplaced key, 404 (not echoing an odd segment) if unknown."""
+        if not where.well_formed:
+            raise unprocessable(
+                [("key", "must be incoming/<model_id>/<name>")],
+                detail="the object is not at incoming/<model_id>/<name>, so no model can be chosen",
+            )
+        if not _MODEL_ID.match(where.model_id):
+            known = ", ".join(e.id for e in self.registry.entries()) or "none"
+            raise not_found(f"the key's model segment is not a model id; available: {known}")
+        return self.registry.get(where.model_id)
+
+    def _failed(
+        self,
+        exc: Exception,
+        where: ObjectKey,
+        source: dict[str, Any],
+        entry: ModelEntry | None,
+        log: dict[str, Any],
+        started: float,
+        receive_count: int,
+    ) -> Outcome:
+        """Log a failure (type and frames only), then retry it, or on the last receive write a 500 document."""
+        infrastructure = storage.is_infrastructure(exc)
+        last = receive_count >= self.settings.max_receives
+        log.update(
+            error_type=type(exc).__name__,
+            error_code=storage.error_code(exc),
+            transient=infrastructure,
+            receive_count=receive_count,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        if infrastructure or not last:
+            log["outcome"] = "retry"
+            if infrastructure:
+                self._warn(log)
+            elif self.logger is not None:
+                self.logger.error(
+                    "batch object failed; the message will be retried", extra={**log, "frames": frames(exc)}
+                )
+            self._metric("BatchRetries", 1)
+            raise RetryMessage(log["error_code"]) from exc
+        if self.logger is not None:
+            self.logger.error(
+                "batch object failed on its last receive; writing a 500 problem document",
+                extra={**log, "outcome": "error", "status": 500, "frames": frames(exc)},
+            )
+        problem = Problem(500, "Internal Server Error", INTERNAL_DETAIL)
+        try:
+            outcome = self._write_error(where, source, entry, problem, str(log["message_id"]))
+        except Exception as write_exc:
+            if self.logger is not None:
+                self.logger.error(
+                    "the 500 problem document could not be written; the message goes to the DLQ",
+                    extra={"key_sha256": log["key_sha256"], **failure_fields(write_exc)},
+                )
+            raise RetryMessage(type(write_exc).__name__) from write_exc
+        self._metric("BatchInternalErrors", 1)
         return outcome
 
     def _too_large(self, size: int | None) -> Problem:

@@ -188,6 +188,16 @@ def predict(entry: ModelEntry, request: VitalsRequest) -> dict[str, Any]:
     spec = spec_for(entry)
     x = encode(request.observations, request.times)[None]
     p = float(_probabilities(entry, spec, x)[0])
+    return build_result(entry, request, p, x)
+
+
+def build_result(entry: ModelEntry, request: VitalsRequest, p: float, x: np.ndarray) -> dict[str, Any]:
+    """The response of :func:`predict` for a probability ``p`` already computed on ``x`` ``[1, T, F]``.
+
+    Batch computes many probabilities in one padded ``session.run`` and builds each
+    sequence's result here, so the API and batch answer identically.
+    """
+    spec = spec_for(entry)
     horizon: float | int = int(spec.horizon_hours) if spec.horizon_hours.is_integer() else spec.horizon_hours
     result: dict[str, Any] = {
         "prediction": {
