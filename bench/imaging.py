@@ -64,10 +64,10 @@ for name, event_name, query in [("png", "imaging_png", None), ("png_explain", "i
         return decode_image(data, spec=ispec.image, field="body")
     def raw_call():
         img = decode_only()
-        out = entry.session.run(None, {{ispec.input_name: to_model_input(img.pixels, ispec.image)}})
+        out = entry.session.run(None, {{ispec.input_name: to_model_input(img, ispec.image)}})
         if query:
             heatmap(out[1][0], img.width, img.height)
-    x = to_model_input(decode_only().pixels, ispec.image)
+    x = to_model_input(decode_only(), ispec.image)
     results[name] = {{
         "bytes": len(data),
         "handler": timed(handler_call),

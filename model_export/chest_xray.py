@@ -54,6 +54,11 @@ from model_export.common import (
 MODEL_ID = "chest-xray"
 VERSION = "1.0.0"
 LABELS = ["normal", "pneumonia"]
+FHIR_TEXT = {
+    "report_text": "AI analysis of a chest radiograph",
+    "finding_text": "AI chest radiograph classification (normal vs pneumonia)",
+}
+"""How the FHIR DiagnosticReport and its finding Observation name this model's result."""
 POSITIVE = "pneumonia"
 SIZE = 128
 CAM_SIZE = 16
@@ -495,6 +500,7 @@ def build(out_root: Path, *, quick: bool = False, npz: Path | None = None, seed:
             "formats": ["png", "jpeg", "dicom"],
             "normalization": NORMALIZATION,
         },
+        "fhir": FHIR_TEXT,
         "preprocessing": {"standardization": "in_graph", "resize": f"{SIZE}x{SIZE} bilinear, whole image"},
         "outputs": {
             "labels": LABELS,

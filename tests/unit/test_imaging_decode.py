@@ -88,9 +88,9 @@ def make_dicom(
         pixels = ramp(top=2**bits - 1)
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = SOP_CLASS.get(modality, "1.2.840.10008.5.1.4.1.1.7")
+    ds.file_meta.MediaStorageSOPClassUID = uid.UID(SOP_CLASS.get(modality, "1.2.840.10008.5.1.4.1.1.7"))
     ds.file_meta.MediaStorageSOPInstanceUID = uid.generate_uid()
-    ds.file_meta.TransferSyntaxUID = transfer_syntax
+    ds.file_meta.TransferSyntaxUID = uid.UID(transfer_syntax)
     ds.file_meta.ImplementationClassUID = uid.PYDICOM_IMPLEMENTATION_UID
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
@@ -433,3 +433,159 @@ def test_bundled_file_is_what_we_think() -> None:
     # guard for the CT/MR tests above: they must fail on modality, not on something else
     ds: Any = pydicom.dcmread(str(get_testdata_file("CT_small.dcm")))
     assert ds.Modality == "CT" and "PixelData" in ds
+
+
+# --- large images: area-reduced early, same model input, bounded memory --------------------
+MB = 1024 * 1024
+
+
+def radiograph_like(height: int, width: int, top: int = 4095, seed: int = 0) -> np.ndarray:
+    """Smooth anatomy-like shading, rib-like stripes with sharp edges, and pixel noise (ints)."""
+    rng = np.random.default_rng(seed)
+    y = np.linspace(-1.0, 1.0, height)[:, None]
+    x = np.linspace(-1.0, 1.0, width)[None, :]
+    body = np.exp(-(x**2) / 0.5 - (y**2) / 0.8)
+    ribs = (np.sin(y * 40.0 + 3.0 * x**2) > 0.6) * 0.15
+    img = 0.1 + 0.7 * body + ribs
+    img = img + rng.normal(0.0, 0.03, (height, width))
+    return np.clip(np.round(img / img.max() * top), 0, top).astype(np.int64)
+
+
+def with_voi_lut_sequence(data: bytes, gamma: float = 0.5) -> bytes:
+    """The DICOM with a non-linear 12-bit VOI LUT table (and its window removed)."""
+    ds = pydicom.dcmread(BytesIO(data))
+    item = Dataset()
+    item.add_new(0x00283002, "US", [4096, 0, 16])  # LUT Descriptor: entries, first value, bits
+    item.add_new(0x00283006, "US", [round(65535 * (i / 4095) ** gamma) for i in range(4096)])  # LUT Data
+    ds.VOILUTSequence = [item]
+    for key in ("WindowCenter", "WindowWidth"):
+        if key in ds:
+            delattr(ds, key)
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def full_resolution_reference(data: bytes, spec: ImageSpec = SPEC) -> np.ndarray:
+    """The pre-reduction pipeline: LUTs on every pixel in float64, min-max, invert, Pillow resize."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    ds = pydicom.dcmread(BytesIO(data))
+    values = apply_modality_lut(ds.pixel_array, ds)
+    if "VOILUTSequence" in ds or "WindowCenter" in ds:
+        values = apply_voi_lut(values, ds, index=0)
+    values = np.asarray(values, dtype=np.float64)
+    lo, hi = values.min(), values.max()
+    pixels = (values - lo) / (hi - lo)
+    if ds.PhotometricInterpretation == "MONOCHROME1":
+        pixels = 1.0 - pixels
+    im = Image.fromarray(pixels.astype(np.float32), mode="F")
+    small = np.asarray(im.resize((spec.width, spec.height), Image.Resampling.BILINEAR, reducing_gap=3.0))
+    return np.clip(small, 0.0, 1.0)[np.newaxis, :, :, np.newaxis]
+
+
+def chest_xray_session() -> Any:
+    import onnxruntime as ort
+
+    from tests.conftest import MODELS
+
+    path = next((MODELS / "chest-xray").glob("*/model.onnx"))
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+LARGE_DICOMS: dict[str, dict[str, Any]] = {
+    "DX window MONOCHROME1": dict(modality="DX", photometric="MONOCHROME1", window=(1800.0, 1600.0)),
+    "CR rescale+window": dict(modality="CR", rescale=(0.5, -1024.0), window=(-200.0, 1400.0)),
+    "DX no window": dict(modality="DX"),
+    "CR VOI LUT table": dict(modality="CR", photometric="MONOCHROME1", voi_table=True),
+}
+
+
+@pytest.mark.parametrize(("rows", "cols"), [(2500, 2000), (2437, 2050)])
+@pytest.mark.parametrize("case", sorted(LARGE_DICOMS))
+def test_large_dicom_is_reduced_early_but_gives_the_full_resolution_model_input(
+    case: str, rows: int, cols: int
+) -> None:
+    opts = dict(LARGE_DICOMS[case])
+    voi_table = opts.pop("voi_table", False)
+    data = make_dicom(bits=12, pixels=radiograph_like(rows, cols), **opts)
+    if voi_table:
+        data = with_voi_lut_sequence(data)
+    img = decode_image(data, spec=SPEC)
+    # kept small, but the original geometry (for the heatmap's aspect ratio) is reported
+    assert (img.width, img.height) == (cols, rows)
+    assert img.pixels.shape == (-(-rows // (rows // 384)), -(-cols // (cols // 384)))
+    x, ref = to_model_input(img, SPEC), full_resolution_reference(data)
+    assert x.shape == ref.shape == (1, 128, 128, 1)
+    diff = np.abs(x - ref)
+    assert float(diff.mean()) < 1e-6 and float(diff.max()) < 1e-5  # float32 rounding only
+    session = chest_xray_session()
+    p_new = session.run(["probabilities"], {"image": x})[0]
+    p_ref = session.run(["probabilities"], {"image": ref.astype(np.float32)})[0]
+    np.testing.assert_allclose(p_new, p_ref, atol=1e-5)
+
+
+def test_large_grey_png_is_reduced_early_but_gives_the_full_resolution_model_input() -> None:
+    arr = radiograph_like(1900, 2600, top=65535, seed=1).astype(np.uint16)
+    img = decode_image(png_bytes(arr), spec=SPEC)
+    assert (img.width, img.height) == (2600, 1900) and img.pixels.shape == (475, 434)
+    im = Image.fromarray((arr / 65535.0).astype(np.float32), mode="F")
+    ref = np.asarray(im.resize((128, 128), Image.Resampling.BILINEAR, reducing_gap=3.0))
+    np.testing.assert_allclose(to_model_input(img, SPEC)[0, :, :, 0], np.clip(ref, 0, 1), atol=1e-5)
+
+
+def test_small_images_are_not_reduced() -> None:
+    arr = ramp(700, 760).astype(np.uint8)  # below 3x the model input on both sides
+    img = decode_image(png_bytes(arr), spec=SPEC)
+    assert img.pixels.shape == (700, 760) and img.box is None
+    np.testing.assert_allclose(img.pixels, arr / 255.0, atol=1e-6)
+
+
+def traced_peak(fn: Any) -> int:
+    """Peak bytes allocated (numpy and Python; tracemalloc sees both) while ``fn()`` runs."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_decoding_a_3000x3000_16_bit_dicom_stays_within_a_memory_bound() -> None:
+    # pydicom's copy of the pixel bytes and its decoded uint16 array are 17 MiB each; the
+    # full-resolution float64 pipeline added 69 MiB per temporary copy (206 MiB peak; now ~39).
+    data = make_dicom(
+        bits=16, pixels=radiograph_like(3000, 3000, top=65535), window=(30000.0, 50000.0), photometric="MONOCHROME1"
+    )
+    peak = traced_peak(lambda: decode_image(data, spec=SPEC))
+    assert peak < 100 * MB, f"peak {peak / MB:.0f} MiB"
+
+
+def test_colour_check_of_a_large_png_copies_no_full_size_rgb() -> None:
+    rgb = np.stack([ramp(3000, 3000).astype(np.uint8)] * 3, axis=-1)
+    rgb[-1, -1] = (255, 0, 0)  # a single coloured pixel, in the last row: a subsample would miss it
+    buf = BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)
+    data = buf.getvalue()
+    img: list[Any] = []
+    peak = traced_peak(lambda: img.append(decode_image(data, spec=SPEC)))
+    assert any("greyscale" in w for w in img[0].warnings)
+    assert peak < 25 * MB, f"peak {peak / MB:.0f} MiB"  # was 77 MiB with a full RGB copy; now ~4
+
+
+@pytest.mark.parametrize(("rows", "cols"), [(96, 80), (1300, 900)])
+def test_rgb_dicom_becomes_luma_grey(rows: int, cols: int) -> None:
+    rgb = np.zeros((rows, cols, 3), dtype=np.uint8)
+    rgb[:, cols // 2 :, 0] = 255  # right half pure red, left half black
+    ds = pydicom.dcmread(BytesIO(make_dicom(bits=8, pixels=np.zeros((rows, cols)))))
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.PixelData = rgb.tobytes()
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    img = decode_image(buf.getvalue(), spec=SPEC)
+    assert (img.width, img.height) == (cols, rows)
+    assert any("colour DICOM" in w for w in img.warnings)
+    x = to_model_input(img, SPEC)[0, :, :, 0]
+    assert x[:, :60].max() == 0.0 and np.allclose(x[:, 68:], 1.0, atol=1e-6)  # min-max of luma 0 and 76

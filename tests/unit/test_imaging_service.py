@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import base64
+import copy
+import json
 from io import BytesIO
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from medserve.imaging.decode import ImageSpec
-from medserve.imaging.service import HEATMAP_MAX_SIDE, heatmap, read_json_body, read_raw
+from medserve.imaging.service import HEATMAP_MAX_SIDE, fhir_bundle, heatmap, read_json_body, read_raw
 from medserve.problems import Problem
+from medserve.registry import ModelEntry
+from tests.conftest import MODELS
+
+CHEST = next((MODELS / "chest-xray").glob("*/manifest.json"))
 
 
 def _png(hm: dict) -> np.ndarray:
@@ -81,3 +89,59 @@ def test_image_spec_from_manifest() -> None:
         {"image": {"height": 224, "width": 192, "min_height": 100, "min_width": 90, "modalities": ["DX"]}}
     )
     assert (spec.height, spec.width, spec.min_height, spec.min_width, spec.modalities) == (224, 192, 100, 90, ("DX",))
+
+
+# --- FHIR, from the manifest alone (no session needed) ------------------------------------
+def other_model(tmp_path: Path, model_id: str, fhir: dict[str, str] | None = None) -> ModelEntry:
+    """A copy of the chest-xray manifest turned into another imaging model (new id and labels)."""
+    manifest: dict[str, Any] = copy.deepcopy(json.loads(CHEST.read_text()))
+    manifest["id"] = model_id
+    manifest["outputs"]["labels"] = ["no-fracture", "fracture"]
+    manifest["outputs"]["positive_label"] = "fracture"
+    manifest["outputs"]["threshold"] = 0.4
+    manifest.pop("fhir", None)
+    if fhir is not None:
+        manifest["fhir"] = fhir
+    return ModelEntry(tmp_path, manifest)
+
+
+def bundle_for(entry: ModelEntry, heatmap_png: bool = False) -> dict[str, list[dict[str, Any]]]:
+    result: dict[str, Any] = {
+        "prediction": {"label": "fracture", "probabilities": {"no-fracture": 0.3, "fracture": 0.7}},
+        "heatmap": {"png": "iVBORw0KGgo=", "width": 410, "height": 512} if heatmap_png else None,
+        "warnings": [],
+    }
+    bundle = fhir_bundle(entry, result, "req-1")
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for item in bundle["entry"]:
+        by_type.setdefault(item["resource"]["resourceType"], []).append(item["resource"])
+    return by_type
+
+
+def test_fhir_texts_of_a_new_model_come_from_its_id_and_labels(tmp_path: Path) -> None:
+    by_type = bundle_for(other_model(tmp_path, "wrist-xray-test"))
+    (report,) = by_type["DiagnosticReport"]
+    (finding,) = [o for o in by_type["Observation"] if "valueCodeableConcept" in o]
+    assert report["code"]["text"] == "AI image analysis by the wrist-xray-test model"
+    assert finding["code"]["text"] == "AI image classification by the wrist-xray-test model (no-fracture vs fracture)"
+    assert "chest" not in json.dumps(by_type).lower()
+
+
+def test_fhir_texts_are_read_from_the_manifest_fhir_block(tmp_path: Path) -> None:
+    texts = {"report_text": "AI analysis of a wrist radiograph", "finding_text": "AI wrist fracture classification"}
+    by_type = bundle_for(other_model(tmp_path, "wrist-xray-texts", texts))
+    (report,) = by_type["DiagnosticReport"]
+    (finding,) = [o for o in by_type["Observation"] if "valueCodeableConcept" in o]
+    assert (report["code"]["text"], finding["code"]["text"]) == (texts["report_text"], texts["finding_text"])
+
+
+def test_diagnostic_report_has_no_device_performer(tmp_path: Path) -> None:
+    # R4: DiagnosticReport.performer is Practitioner | PractitionerRole | Organization | CareTeam.
+    by_type = bundle_for(other_model(tmp_path, "wrist-xray-performer"), heatmap_png=True)
+    (report,) = by_type["DiagnosticReport"]
+    (device,) = by_type["Device"]
+    assert "performer" not in report and "subject" not in report
+    assert report["presentedForm"][0]["contentType"] == "image/png"
+    # the model is still named: every Observation's device points at the Device in the Bundle
+    assert len(by_type["Observation"]) == 3
+    assert all(o["device"] == {"reference": f"urn:uuid:{device['id']}"} for o in by_type["Observation"])

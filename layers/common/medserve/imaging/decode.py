@@ -24,11 +24,21 @@ from a header or a file name.
 
 Every decoded image is scaled to ``[0, 1]`` (0 = black as displayed). The model
 standardises each image inside its graph, so only the displayed contrast matters.
+
+Memory: a large image is never held as a full-resolution float array. The
+display transform (DICOM LUTs and windowing, luma, bit-depth scaling) is applied
+to strips of rows, and each strip is area-reduced at once (Pillow ``reduce``)
+by the integer factor Pillow's own ``resize(..., reducing_gap=3.0)`` would use
+to reach the model input. The result, and the model input built from it by
+:func:`to_model_input`, equal the full-resolution pipeline up to float32
+rounding: every LUT is applied to original pixels before averaging, and the
+min-max bounds are taken over the full-resolution values.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any
@@ -45,6 +55,11 @@ MAX_BYTES = 64 * 1024 * 1024
 
 # Pillow's bomb check: a warning above the limit, an error above twice the limit.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+REDUCING_GAP = 3.0
+"""Images are area-reduced by whole factors to at least this many times the model input."""
+_STRIP_PIXELS = 1 << 18
+"""Pixels per strip of rows transformed at once (bounds the float temporaries)."""
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -99,15 +114,21 @@ class DecodedImage:
     Attributes
     ----------
     pixels
-        ``float32`` array ``[height, width]`` in ``[0, 1]``, 0 = black as displayed.
+        ``float32`` array in ``[0, 1]``, 0 = black as displayed: the image area-reduced
+        (see the module notes) to at least ``REDUCING_GAP`` times the model input, or
+        at full resolution when it is smaller than that.
     format
         ``"png"``, ``"jpeg"`` or ``"dicom"`` (from the magic bytes).
     height, width
-        Size of the original image in pixels.
+        Size of the original image in pixels (its aspect ratio, for the heatmap).
     modality
         DICOM Modality (``None`` for PNG/JPEG).
     warnings
         Human-readable notes about the conversion, safe to return to the caller.
+    box
+        The region of ``pixels`` the original image covers, ``(0, 0, w, h)`` in
+        (fractional) reduced pixels, when a partial block was kept at the right or
+        bottom edge; ``None`` when it is all of ``pixels``.
     """
 
     pixels: np.ndarray
@@ -116,6 +137,7 @@ class DecodedImage:
     width: int
     modality: str | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    box: tuple[float, float, float, float] | None = None
 
 
 def sniff(data: bytes) -> str | None:
@@ -203,33 +225,33 @@ def _decode_pillow(data: bytes, fmt: str, spec: ImageSpec, field: str) -> Decode
         message = f"is a {name} file that cannot be decoded (truncated or corrupt)"
         raise unprocessable([(field, message)]) from exc
     mode = im.mode
-    if mode not in _GREY_MODES:
+    convert = mode not in _GREY_MODES
+    if convert:
         if mode not in ("1", "LA") and _is_colour(im):
             notes.append("colour image converted to greyscale (ITU-R 601-2 luma)")
         if "A" in im.getbands() or "transparency" in im.info:
             notes.append("transparency ignored")
-        im = im.convert("L")
-        mode = "L"
-    arr = np.asarray(im)
-    if mode == "L":
-        pixels = arr.astype(np.float32) / 255.0
-    elif mode.startswith("I;16"):
-        pixels = arr.astype(np.float32) / 65535.0
-    else:  # "I" or "F": no fixed range
-        pixels = _minmax(arr.astype(np.float64))
-    return DecodedImage(
-        pixels=np.ascontiguousarray(pixels, dtype=np.float32),
-        format=fmt,
-        height=height,
-        width=width,
-        warnings=tuple(notes),
-    )
+    top = 255.0 if convert or mode == "L" else (65535.0 if mode.startswith("I;16") else None)
+    w, h = im.size  # the decoded size (JPEG draft mode may have shrunk it)
+
+    def rows(y0: int, y1: int) -> np.ndarray:
+        part = im.crop((0, y0, w, y1))
+        values = np.asarray(part.convert("L") if convert else part)
+        return values.astype(np.float32) / top if top is not None else values  # "I", "F": min-max
+
+    pixels, box = _area_reduce(rows, w, h, spec, fixed_range=top is not None)
+    return DecodedImage(pixels=pixels, format=fmt, height=height, width=width, warnings=tuple(notes), box=box)
 
 
 def _is_colour(im: Image.Image) -> bool:
-    """True when an RGB-ish image has any pixel whose channels differ."""
-    rgb = np.asarray(im.convert("RGB"))
-    return bool(np.any(rgb[..., 0] != rgb[..., 1]) or np.any(rgb[..., 1] != rgb[..., 2]))
+    """True when any pixel's channels differ; scans strips of rows, never a full-size RGB copy."""
+    w, h = im.size
+    step = max(1, _STRIP_PIXELS // max(1, w))
+    for y0 in range(0, h, step):
+        rgb = np.asarray(im.crop((0, y0, w, min(h, y0 + step))).convert("RGB"))
+        if np.any(rgb[..., 0] != rgb[..., 1]) or np.any(rgb[..., 1] != rgb[..., 2]):
+            return True
+    return False
 
 
 def _check_size(width: int, height: int, spec: ImageSpec, field: str) -> None:
@@ -249,14 +271,78 @@ def _check_size(width: int, height: int, spec: ImageSpec, field: str) -> None:
         )
 
 
-def _minmax(arr: np.ndarray) -> np.ndarray:
-    lo, hi = float(np.min(arr)), float(np.max(arr))
-    if not np.isfinite(lo) or not np.isfinite(hi):
-        arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
-        lo, hi = float(np.min(arr)), float(np.max(arr))
-    if hi <= lo:
-        return np.zeros(arr.shape, dtype=np.float32)
-    return ((arr - lo) / (hi - lo)).astype(np.float32)
+def _tabulated(arr: np.ndarray, display: Callable[[np.ndarray], np.ndarray]) -> Callable[[int, int], np.ndarray]:
+    """``rows(y0, y1)`` of ``display(arr)``, through a lookup table when ``arr`` holds small integers.
+
+    ``display`` is element-wise, so tabulating it once over the stored values present
+    (at most 65,536 for 8/16-bit data) and indexing the table gives the same values
+    as applying it to every pixel, far faster; other data get ``display`` per strip.
+    """
+    if arr.dtype.kind in "iu" and arr.dtype.itemsize <= 2 and arr.size:
+        vmin, vmax = int(arr.min()), int(arr.max())
+        table = np.asarray(display(np.arange(vmin, vmax + 1, dtype=arr.dtype)), dtype=np.float64)
+        table = np.nan_to_num(table, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+
+        def rows(y0: int, y1: int) -> np.ndarray:
+            return table[arr[y0:y1].astype(np.intp) - vmin]
+
+        return rows
+    return lambda y0, y1: display(arr[y0:y1])
+
+
+def reduction_factors(width: int, height: int, spec: ImageSpec) -> tuple[int, int]:
+    """Whole ``(x, y)`` area-reduction factors: those of Pillow's ``resize(reducing_gap=3.0)``."""
+    return int(width / spec.width / REDUCING_GAP) or 1, int(height / spec.height / REDUCING_GAP) or 1
+
+
+def _area_reduce(
+    rows: Callable[[int, int], np.ndarray], width: int, height: int, spec: ImageSpec, *, fixed_range: bool
+) -> tuple[np.ndarray, tuple[float, float, float, float] | None]:
+    """Build the reduced ``[0, 1]`` image from display values made strip by strip.
+
+    Parameters
+    ----------
+    rows
+        ``rows(y0, y1)`` -> the display values of rows ``y0:y1`` at full resolution
+        (any real dtype; non-finite values count as 0).
+    width, height
+        Full-resolution size.
+    spec
+        The model's input size, which sets the reduction factors.
+    fixed_range
+        ``True`` when ``rows`` already returns ``[0, 1]``; otherwise the result is
+        min-max scaled with the bounds of the full-resolution values.
+
+    Returns
+    -------
+    pixels, box
+        The reduced ``float32`` image and the region of it the original covers
+        (``None`` when the factors divide the size exactly).
+    """
+    fx, fy = reduction_factors(width, height, spec)
+    out = np.empty((-(-height // fy), -(-width // fx)), dtype=np.float32)
+    step = fy * max(1, _STRIP_PIXELS // (width * fy))
+    lo, hi = np.inf, -np.inf
+    for y0 in range(0, height, step):
+        strip = np.asarray(rows(y0, min(height, y0 + step)))
+        if not fixed_range:
+            if strip.dtype.kind == "f":
+                strip = np.nan_to_num(strip, copy=not strip.flags.writeable, nan=0.0, posinf=0.0, neginf=0.0)
+            lo, hi = min(lo, float(strip.min())), max(hi, float(strip.max()))
+        part = np.ascontiguousarray(strip, dtype=np.float32)
+        if fx > 1 or fy > 1:
+            part = np.asarray(Image.fromarray(part).reduce((fx, fy)), dtype=np.float32)
+        out[y0 // fy : y0 // fy + part.shape[0]] = part
+    if not fixed_range:
+        lo32, hi32 = np.float32(lo), np.float32(hi)
+        if hi32 > lo32:
+            out -= lo32
+            out /= hi32 - lo32
+            np.clip(out, 0.0, 1.0, out=out)
+        else:
+            out.fill(0.0)
+    exact = width % fx == 0 and height % fy == 0
+    return out, None if exact else (0.0, 0.0, width / fx, height / fy)
 
 
 # --- DICOM --------------------------------------------------------------------------------
@@ -347,50 +433,68 @@ def _decode_dicom_quiet(data: bytes, spec: ImageSpec, field: str) -> DecodedImag
         raise unprocessable([(field, f"DICOM pixel array has unsupported shape {list(arr.shape)}")])
 
     notes: list[str] = []
+    height, width = arr.shape[:2]
+    rows_of: Callable[[int, int], np.ndarray]
+    if arr.ndim == 3:  # RGB (pydicom converted YBR already)
+        luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        notes.append("colour DICOM converted to greyscale (ITU-R 601-2 luma)")
+
+        def rows_of(y0: int, y1: int) -> np.ndarray:
+            return arr[y0:y1].astype(np.float32) @ luma
+
+    else:
+        has_voi = "VOILUTSequence" in ds or ("WindowCenter" in ds and "WindowWidth" in ds)
+        if not has_voi:
+            notes.append("DICOM has no VOI LUT or window; full pixel range used")
+
+        def display(values: np.ndarray) -> np.ndarray:
+            # Element-wise transforms: applying them to strips or to a table is exact.
+            values = apply_modality_lut(values, ds)
+            return apply_voi_lut(values, ds, index=0) if has_voi else values
+
+        rows_of = _tabulated(arr, display)
+
     try:
-        if arr.ndim == 3:  # RGB (pydicom converted YBR already)
-            grey = arr.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-            notes.append("colour DICOM converted to greyscale (ITU-R 601-2 luma)")
-            pixels = _minmax(grey)
-        else:
-            values = apply_modality_lut(arr, ds)
-            has_voi = "VOILUTSequence" in ds or ("WindowCenter" in ds and "WindowWidth" in ds)
-            if has_voi:
-                values = apply_voi_lut(values, ds, index=0)
-            else:
-                notes.append("DICOM has no VOI LUT or window; full pixel range used")
-            pixels = _minmax(np.asarray(values, dtype=np.float64))
-            if photometric == "MONOCHROME1":
-                pixels = 1.0 - pixels
+        pixels, box = _area_reduce(rows_of, width, height, spec, fixed_range=False)
     except Exception as exc:  # invalid LUT/window attributes
         raise unprocessable(
             [(field, "DICOM Modality LUT / VOI LUT (rescale or window) attributes are invalid")]
         ) from exc
+    if arr.ndim == 2 and photometric == "MONOCHROME1":
+        np.subtract(np.float32(1.0), pixels, out=pixels)
     return DecodedImage(
-        pixels=np.ascontiguousarray(pixels, dtype=np.float32),
+        pixels=pixels,
         format="dicom",
         height=rows,
         width=cols,
         modality=modality,
         warnings=tuple(notes),
+        box=box,
     )
 
 
 # --- model input --------------------------------------------------------------------------
-def resize(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resize a float image with Pillow (bilinear, antialiased when shrinking)."""
+def resize(
+    pixels: np.ndarray, width: int, height: int, box: tuple[float, float, float, float] | None = None
+) -> np.ndarray:
+    """Resize a float image (or its ``box`` region) with Pillow: bilinear, antialiased when shrinking."""
     im = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.float32), mode="F")
-    if im.size == (width, height):
+    if im.size == (width, height) and box is None:
         return np.asarray(im, dtype=np.float32)
-    out = im.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    out = im.resize((width, height), Image.Resampling.BILINEAR, box=box, reducing_gap=REDUCING_GAP)
     return np.asarray(out, dtype=np.float32)
 
 
-def to_model_input(pixels: np.ndarray, spec: ImageSpec) -> np.ndarray:
-    """``[H, W]`` image in ``[0, 1]`` -> ``float32 [1, spec.height, spec.width, 1]``.
+def to_model_input(image: DecodedImage | np.ndarray, spec: ImageSpec) -> np.ndarray:
+    """A decoded image (or an ``[H, W]`` array in ``[0, 1]``) -> ``float32 [1, spec.height, spec.width, 1]``.
 
     The whole image is resized (no crop, aspect ratio not kept), exactly as the
-    training data were.
+    training data were. Pass the :class:`DecodedImage` itself so that a partial
+    edge block left by the area reduction is weighted exactly.
     """
-    small = np.clip(resize(pixels, spec.width, spec.height), 0.0, 1.0)
+    if isinstance(image, DecodedImage):
+        pixels, box = image.pixels, image.box
+    else:
+        pixels, box = image, None
+    small = np.clip(resize(pixels, spec.width, spec.height, box=box), 0.0, 1.0)
     return small[np.newaxis, :, :, np.newaxis].astype(np.float32)

@@ -60,7 +60,13 @@ class ImageRequest:
 
 
 class ImagingSpec:
-    """What one imaging model accepts and returns, precomputed from its manifest."""
+    """What one imaging model accepts and returns, precomputed from its manifest.
+
+    The FHIR texts come from the manifest's optional ``fhir`` block,
+    ``{"report_text": "AI analysis of a chest radiograph", "finding_text": "..."}``
+    (``DiagnosticReport.code.text`` and the finding ``Observation.code.text``); without
+    it they are built from the model id and labels, so a new model needs no code.
+    """
 
     def __init__(self, entry: ModelEntry) -> None:
         m = entry.manifest
@@ -74,6 +80,11 @@ class ImagingSpec:
         names = [o["name"] for o in m["onnx"]["outputs"]]
         self.prob_name = "probabilities" if "probabilities" in names else names[0]
         self.cam_name = "cam" if "cam" in names else None
+        texts = m.get("fhir") or {}
+        self.report_text: str = str(texts.get("report_text") or f"AI image analysis by the {entry.id} model")
+        self.finding_text: str = str(
+            texts.get("finding_text") or f"AI image classification by the {entry.id} model ({' vs '.join(self.labels)})"
+        )
 
 
 _SPECS: dict[tuple[str, str], ImagingSpec] = {}
@@ -227,7 +238,7 @@ def predict_decoded(
         ``{"prediction": {"label", "probabilities"}, "heatmap": None | {...}, "warnings": [...]}``.
     """
     spec = spec_for(entry)
-    x = to_model_input(image.pixels, spec.image)
+    x = to_model_input(image, spec.image)
     out = entry.run({spec.input_name: x})
     probs = np.asarray(out[spec.prob_name], dtype=np.float64).reshape(-1)
     if probs.shape[0] != len(spec.labels) or not np.all(np.isfinite(probs)):
@@ -267,11 +278,12 @@ def fhir_bundle(entry: ModelEntry, result: dict[str, Any], request_id: str) -> d
 
     The report's status is ``preliminary``: it is an unverified machine result that
     a clinician has not reviewed, so it must not be presented as ``final``. No
-    patient, subject or DICOM identifier is included (none is read).
+    patient, subject or DICOM identifier is included (none is read). The report has
+    no ``performer``: R4 allows only Practitioner, PractitionerRole, Organization or
+    CareTeam there; each Observation names the model in ``device`` instead.
     """
     spec = spec_for(entry)
     dev = fhir.device(entry)
-    performer = {**fhir.ref(dev), "display": f"{entry.id} {entry.version}"}
     when = fhir.now()
     pred = result["prediction"]
     positive = pred["label"] == spec.positive
@@ -287,7 +299,7 @@ def fhir_bundle(entry: ModelEntry, result: dict[str, Any], request_id: str) -> d
         "resourceType": "Observation",
         "id": _uuid(),
         **common,
-        "code": {"text": f"AI chest radiograph classification ({' vs '.join(spec.labels)})"},
+        "code": {"text": spec.finding_text},
         "valueCodeableConcept": {"text": pred["label"]},
         "interpretation": [
             {
@@ -326,10 +338,9 @@ def fhir_bundle(entry: ModelEntry, result: dict[str, Any], request_id: str) -> d
         "identifier": [{"system": "https://medserve.dev/request", "value": request_id}],
         "status": "preliminary",
         "category": [{"coding": [{"system": _CATEGORY, "code": "RAD", "display": "Radiology"}]}],
-        "code": {"text": "AI analysis of a chest radiograph"},
+        "code": {"text": spec.report_text},
         "effectiveDateTime": when,
         "issued": when,
-        "performer": [performer],
         "result": [fhir.ref(o) for o in observations],
         "conclusion": (
             f"{pred['label']} (probability of {spec.positive} {p_pos:.3f}, threshold {spec.threshold:.4g}). "
