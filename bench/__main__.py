@@ -144,6 +144,18 @@ def _batch(r: dict[str, Any] | None) -> list[str]:
         "The gap to raw ONNX Runtime is per-row Python work (CSV parsing and per-field validation that",
         "names each bad field); inference itself is a rounding error.",
         "",
+        *_batch_vitals(r.get("vitals")),
+    ]
+
+
+def _batch_vitals(v: dict[str, Any] | None) -> list[str]:
+    if not v:
+        return []
+    return [
+        f"Vitals: {v['sequences']:,} sequences of {v['observations_per_sequence']} observations, validated one by "
+        f"one and padded into one `session.run` per chunk: {v['process']['sequences_per_s']:,.0f} sequences/s "
+        f"({v['process']['seconds']} s).",
+        "",
     ]
 
 
