@@ -17,6 +17,18 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPORT_PY = ROOT / ".venv-export" / "bin" / "python"
 
 
+def bench_env() -> dict[str, str]:
+    """What the template gives a function, pointed at the repo's models; quiet logs."""
+    return {
+        "MEDSERVE_MODELS_DIR": str(ROOT / "layers" / "models"),
+        "POWERTOOLS_METRICS_NAMESPACE": "MedServe",
+        "POWERTOOLS_SERVICE_NAME": "bench",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "MEDSERVE_ORT_THREADS": "1",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }
+
+
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
     """p50/p99/mean of a list of milliseconds, rounded for the report."""
     arr = np.asarray(samples_ms)

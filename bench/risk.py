@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bench.common import EXPORT_PY, ROOT, fresh_process, python_of_runtime, warm
+from bench.common import EXPORT_PY, ROOT, bench_env, fresh_process, python_of_runtime, warm
 
 EVENT = "events/risk_breast_cancer.json"
 MODEL_ID = "breast-cancer"
@@ -96,17 +96,6 @@ def keras_file(model_id: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _env() -> dict[str, str]:
-    return {
-        "MEDSERVE_MODELS_DIR": str(ROOT / "layers" / "models"),
-        "POWERTOOLS_METRICS_NAMESPACE": "MedServe",
-        "POWERTOOLS_SERVICE_NAME": "bench",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-        "MEDSERVE_ORT_THREADS": "1",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-    }
-
-
 def handler_warm(task: str, event_file: str, n: int) -> dict[str, Any]:
     """Warm latency of the handler, in this process (as a warm Lambda container)."""
     import contextlib
@@ -114,7 +103,7 @@ def handler_warm(task: str, event_file: str, n: int) -> dict[str, Any]:
     import io
     import sys
 
-    os.environ.update(_env())
+    os.environ.update(bench_env())
     sys.path.insert(0, str(ROOT / "layers" / "common"))
     spec = importlib.util.spec_from_file_location(f"bench_{task}_app", ROOT / "functions" / task / "app.py")
     assert spec and spec.loader
@@ -158,7 +147,7 @@ def run(n: int = 500, cold_runs: int = 5) -> dict[str, Any]:
     out: dict[str, Any] = {"model": MODEL_ID, "rows_per_request": 2}
     out["cold"] = {
         "handler": fresh_process(
-            python_of_runtime(), HANDLER_COLD.format(task="risk", event=EVENT), env=_env(), runs=cold_runs
+            python_of_runtime(), HANDLER_COLD.format(task="risk", event=EVENT), env=bench_env(), runs=cold_runs
         ),
         "onnxruntime": fresh_process(python_of_runtime(), ORT_COLD.format(folder=folder), runs=cold_runs),
     }

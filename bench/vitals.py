@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import ROOT, warm
+from bench.common import ROOT, bench_env, warm
 
 LENGTHS = (1, 12, 500)
 MODEL_ID = "vitals-deterioration"
@@ -54,20 +54,9 @@ def observations(n: int) -> list[dict[str, Any]]:
     return out
 
 
-def _env() -> dict[str, str]:
-    return {
-        "MEDSERVE_MODELS_DIR": str(ROOT / "layers" / "models"),
-        "POWERTOOLS_METRICS_NAMESPACE": "MedServe",
-        "POWERTOOLS_SERVICE_NAME": "bench",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-        "MEDSERVE_ORT_THREADS": "1",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-    }
-
-
 def _measure(n: int) -> dict[str, Any]:
     """All figures, in this process (needs the runtime venv)."""
-    os.environ.update(_env())
+    os.environ.update(bench_env())
     sys.path.insert(0, str(ROOT / "layers" / "common"))
     spec = importlib.util.spec_from_file_location("bench_vitals_app", ROOT / "functions" / "vitals" / "app.py")
     assert spec and spec.loader
@@ -130,7 +119,7 @@ def bench_vitals(n: int = 200) -> dict[str, Any]:
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env={**os.environ, **_env()},
+        env={**os.environ, **bench_env()},
     )
     return json.loads([ln for ln in done.stdout.splitlines() if ln.startswith("{")][-1])
 

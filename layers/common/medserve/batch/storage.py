@@ -188,12 +188,8 @@ def put_json(bucket: str, key: str, document: dict[str, Any], *, content_type: s
 
 def delete_if_present(bucket: str, key: str) -> bool:
     """Delete ``key`` when it exists (no delete marker is left for keys that never existed)."""
-    try:
-        client().head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if _missing(exc):
-            return False
-        raise
+    if not exists(bucket, key):
+        return False
     client().delete_object(Bucket=bucket, Key=key)
     return True
 
