@@ -14,20 +14,24 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.common import bench_env
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_PY = ROOT / ".venv" / "bin" / "python"
+
+# Both scripts load the handler as Lambda would: its folder's app.py, the layer on sys.path
+# (the environment comes from bench_env(), as the template gives it).
+_LOAD_APP = (
+    'sys.path[:0] = ["layers/common", "."]\n'
+    'spec = importlib.util.spec_from_file_location("imaging_app", "functions/imaging/app.py")\n'
+    "app = importlib.util.module_from_spec(spec); spec.loader.exec_module(app)"
+)
 
 _WARM = r"""
 import base64, contextlib, importlib.util, io, json, os, sys, time
 import numpy as np
-sys.path[:0] = ["layers/common", "."]
-os.environ.setdefault("MEDSERVE_MODELS_DIR", "layers/models")
-os.environ.setdefault("MEDSERVE_ORT_THREADS", "1")
-os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "MedServe")
 from tests.conftest import FakeContext, load_event
-spec = importlib.util.spec_from_file_location("imaging_app", "functions/imaging/app.py")
-app = importlib.util.module_from_spec(spec); spec.loader.exec_module(app)
+_LOAD_APP_
 from medserve.imaging.decode import decode_image, to_model_input
 from medserve.imaging.service import heatmap, spec_for
 entry = app.REGISTRY.get("chest-xray", task="imaging")
@@ -83,13 +87,7 @@ print(json.dumps(results))
 _COLD = r"""
 import time; t0 = time.perf_counter()
 import contextlib, importlib.util, io, json, os, resource, sys
-sys.path[:0] = ["layers/common", "."]
-os.environ.setdefault("MEDSERVE_MODELS_DIR", "layers/models")
-os.environ.setdefault("MEDSERVE_ORT_THREADS", "1")
-os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "MedServe")
-spec = importlib.util.spec_from_file_location("imaging_app", "functions/imaging/app.py")
-app = importlib.util.module_from_spec(spec); spec.loader.exec_module(app)
+_LOAD_APP_
 t1 = time.perf_counter()
 from tests.conftest import FakeContext, load_event
 ev = load_event("{event}")
@@ -114,14 +112,14 @@ def _run(code: str) -> dict[str, Any]:
         check=True,
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        env={**os.environ, **bench_env(), "PYTHONDONTWRITEBYTECODE": "1"},
     )
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("{")][-1]
     return json.loads(line)
 
 
 def _cold(event: str, runs: int) -> dict[str, Any]:
-    recs = [_run(_COLD.format(event=event)) for _ in range(runs)]
+    recs = [_run(_COLD.replace("_LOAD_APP_", _LOAD_APP).format(event=event)) for _ in range(runs)]
     keys = recs[0].keys()
     return {k: round(sorted(r[k] for r in recs)[len(recs) // 2], 1) for k in keys} | {"runs": runs}
 
@@ -147,7 +145,7 @@ def bench_imaging(n: int = 200, cold_runs: int = 3) -> dict[str, Any]:
     return {
         "model": f"chest-xray {manifest['version']} (sha256 {manifest['onnx']['sha256'][:12]}...)",
         "threads": "ORT intra_op 1",
-        "warm": _run(_WARM.format(n=int(n))),
+        "warm": _run(_WARM.replace("_LOAD_APP_", _LOAD_APP).format(n=int(n))),
         "cold": {"png": _cold("imaging_png", cold_runs), "dicom": _cold("imaging_dicom", cold_runs)},
     }
 
