@@ -6,15 +6,15 @@ moto S3, then times, on the same rows:
 - ``handler``: ``functions/batch/app.py`` ``lambda_handler`` on a real-shaped SQS event
   (HEAD + GET from S3, CSV parsing, per-row validation, chunked ``session.run``, result
   JSON written back to S3; moto is in-process, so S3 costs are local);
-- ``process``: :func:`medserve.batch.tasks.process` alone (parse + validate + predict);
+- ``process``: :func:`medserve.batch.worker.process` alone (parse + validate + predict);
 - ``raw``: one ``session.run`` on the pre-packed float32 matrix, and the same in chunks
-  of :data:`medserve.batch.tasks.CHUNK_ROWS` (what the handler does).
+  of :data:`medserve.tasks.risk.CHUNK_ROWS` (what the handler does).
 
 ``vitals`` (``bench_batch(vitals_sequences=...)``): sequences/second of
-:func:`medserve.batch.tasks.process` on a JSON Lines object of 12-observation
+:func:`medserve.batch.worker.process` on a JSON Lines object of 12-observation
 sequences (the committed ``events/vitals_predict.json`` readings, jittered): parse,
 the API's validation per sequence, then one padded, masked ``session.run`` per
-:data:`medserve.batch.tasks.VITALS_CHUNK` sequences.
+:data:`medserve.tasks.vitals.batch.VITALS_CHUNK` sequences.
 
 ``make bench`` runs in the export venv, which has no moto: there the measurement runs
 in the runtime venv (``.venv``) as ``python -m bench.batch``.
@@ -70,7 +70,8 @@ def _measure(rows: int) -> dict[str, Any]:
         }
     )
     from local.batch_poller import sqs_event
-    from medserve.batch import storage, tasks
+    from medserve.batch import storage, worker
+    from medserve.tasks.risk import CHUNK_ROWS
     from tests.conftest import FakeContext, load_handler
 
     with mock_aws():
@@ -108,10 +109,10 @@ def _measure(rows: int) -> dict[str, Any]:
         doc = json.loads(s3.get_object(Bucket="bench-output", Key=f"results/{MODEL_ID}/bench.csv.json")["Body"].read())
         assert doc["summary"] == {"rows": rows, "ok": rows, "failed": 0}, doc["summary"]
         handler_s = _median_s(handler)
-        process_s = _median_s(lambda: tasks.process(entry, data, "bench.csv", max_rows=10**7))
+        process_s = _median_s(lambda: worker.process(entry, data, "bench.csv", max_rows=10**7))
         input_name = entry.manifest["onnx"]["inputs"][0]["name"]
         raw_s = _median_s(lambda: entry.session.run(None, {input_name: x}))
-        chunk = tasks.CHUNK_ROWS
+        chunk = CHUNK_ROWS
 
         def chunked() -> None:
             for start in range(0, rows, chunk):
@@ -139,12 +140,12 @@ def _measure(rows: int) -> dict[str, Any]:
 
 
 def _measure_vitals(sequences: int) -> dict[str, Any]:
-    """Sequences/second of :func:`medserve.batch.tasks.process` on a vitals JSON Lines object."""
+    """Sequences/second of :func:`medserve.batch.worker.process` on a vitals JSON Lines object."""
     import numpy as np
 
     sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
     os.environ.setdefault("MEDSERVE_MODELS_DIR", str(ROOT / "layers" / "models"))
-    from medserve.batch import tasks
+    from medserve.batch import worker
     from medserve.registry import Registry
 
     entry = Registry.from_env().get(VITALS_MODEL_ID)
@@ -160,8 +161,8 @@ def _measure_vitals(sequences: int) -> dict[str, Any]:
         ]
         lines.append(json.dumps({"id": f"s{k}", "observations": obs}))
     data = ("\n".join(lines) + "\n").encode()
-    tasks.process(entry, data, "bench.jsonl", max_rows=10**7)  # warm-up
-    seconds = _median_s(lambda: tasks.process(entry, data, "bench.jsonl", max_rows=10**7))
+    worker.process(entry, data, "bench.jsonl", max_rows=10**7)  # warm-up
+    seconds = _median_s(lambda: worker.process(entry, data, "bench.jsonl", max_rows=10**7))
     return {
         "model": VITALS_MODEL_ID,
         "sequences": sequences,

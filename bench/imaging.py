@@ -32,10 +32,10 @@ import base64, contextlib, importlib.util, io, json, os, sys, time
 import numpy as np
 from tests.conftest import FakeContext, load_event
 _LOAD_APP_
-from medserve.imaging.decode import decode_image, to_model_input
-from medserve.imaging.service import heatmap, spec_for
+from medserve.tasks.imaging.decode import decode_image, to_model_input
+from medserve.tasks.imaging.service import heatmap
 entry = app.REGISTRY.get("chest-xray", task="imaging")
-ispec = spec_for(entry)
+ispec = entry.spec
 N, WARMUP = {n}, 20
 
 def pct(samples):

@@ -63,8 +63,8 @@ def _measure(n: int) -> dict[str, Any]:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
 
-    from medserve.vitals.features import encode
-    from medserve.vitals.validation import validate_request
+    from medserve.tasks.vitals.features import encode
+    from medserve.tasks.vitals.validation import validate_request
     from tests.conftest import FakeContext
 
     ctx = FakeContext()

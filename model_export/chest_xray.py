@@ -1,7 +1,7 @@
 """``chest-xray``: a small Keras CNN for frontal chest radiographs, with an in-graph CAM.
 
 Labels ``["normal", "pneumonia"]``. Input ``image`` ``float32 [N, 128, 128, 1]`` in
-``[0, 1]`` (0 = black as displayed), exactly what :func:`medserve.imaging.decode.to_model_input`
+``[0, 1]`` (0 = black as displayed), exactly what :func:`medserve.tasks.imaging.decode.to_model_input`
 produces; the graph standardises every image itself (zero mean, unit variance), so
 brightness and contrast offsets between sources do not matter.
 
@@ -165,7 +165,7 @@ def synthetic_radiographs(n: int, *, seed: int = SEED, size: int = SIZE) -> tupl
 
 def _prepare(images: np.ndarray) -> np.ndarray:
     """uint8 ``[N, H, W]`` (or ``[N, H, W, C]``) -> float32 ``[N, 128, 128, 1]`` via the serving code."""
-    from medserve.imaging.decode import ImageSpec, to_model_input
+    from medserve.tasks.imaging.decode import ImageSpec, to_model_input
 
     spec = ImageSpec(height=SIZE, width=SIZE)
     arr = np.asarray(images)

@@ -1,7 +1,7 @@
 """``vitals-deterioration``: a small GRU over vital-sign sequences, beside NEWS2.
 
 The model reads one patient's observations (the seven NEWS2 inputs plus the hours
-between observations, see :mod:`medserve.vitals.features`) and outputs the probability
+between observations, see :mod:`medserve.tasks.vitals.features`) and outputs the probability
 of deterioration within :data:`HORIZON_HOURS` hours after the last observation.
 
 Data
@@ -13,7 +13,7 @@ outcome (0/1)``. ``outcome`` is read from the last row (in time) of each patient
 1 = deterioration within the horizon after that row. Empty cells are missing
 readings: carried forward from the patient's previous row, or, on a patient's first
 row, filled with the population normal value (:data:`NORMAL`). Patients with more than
-:data:`~medserve.vitals.features.MAX_OBSERVATIONS` rows keep their last ones.
+:data:`~medserve.tasks.vitals.features.MAX_OBSERVATIONS` rows keep their last ones.
 
 Without a CSV a synthetic cohort is generated (:func:`synthetic_cohort`, documented
 there) and the manifest says ``"synthetic": true``.
@@ -44,12 +44,12 @@ import numpy as np
 from model_export import common
 
 try:  # medserve lives in the common layer; put it on the path when run as `python -m model_export`
-    from medserve.vitals import features as feat
-    from medserve.vitals.news2 import news2
+    from medserve.tasks.vitals import features as feat
+    from medserve.tasks.vitals.news2 import news2
 except ImportError:  # pragma: no cover - depends on how the module is launched
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "layers" / "common"))
-    from medserve.vitals import features as feat
-    from medserve.vitals.news2 import news2
+    from medserve.tasks.vitals import features as feat
+    from medserve.tasks.vitals.news2 import news2
 
 MODEL_ID = "vitals-deterioration"
 VERSION = "1.0.0"
@@ -67,7 +67,7 @@ log = logging.getLogger("model_export.vitals")
 class Cohort:
     """One sequence per patient plus its label and the NEWS2 of its last observation."""
 
-    sequences: list[np.ndarray]  # [T_i, F] float32 (medserve.vitals.features.COLUMNS)
+    sequences: list[np.ndarray]  # [T_i, F] float32 (medserve.tasks.vitals.features.COLUMNS)
     y: np.ndarray  # [N] int, 1 = deterioration within the horizon
     news2_last: np.ndarray  # [N] int
     source: dict[str, Any]
@@ -477,7 +477,7 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
         "inputs": inputs,
         "preprocessing": {
             "standardization": "in_graph",
-            "encoding": "medserve.vitals.features.encode: one row per observation, columns as in inputs",
+            "encoding": "medserve.tasks.vitals.features.encode: one row per observation, columns as in inputs",
             "padding": "right-padded with mask 0 when sequences share a batch; mask 1 for real observations",
             "missing_training_readings": "carried forward per patient; first row from population normals",
         },

@@ -22,7 +22,7 @@ def list_models():
 
 @app.get("/v1/models/<model_id>")
 def get_model(model_id: str):
-    return json_response(REGISTRY.get(model_id).detail(), request_id(app))
+    return json_response({**REGISTRY.get(model_id).detail(), "versions": REGISTRY.versions(model_id)}, request_id(app))
 
 
 @app.get("/openapi.json")

@@ -13,9 +13,9 @@ pytestmark = pytest.mark.slow
 
 tf = pytest.importorskip("tensorflow", reason="export tests run in .venv-export (make test)")
 
-from medserve.imaging import service  # noqa: E402
-from medserve.imaging.decode import DecodedImage, ImageSpec, to_model_input  # noqa: E402
 from medserve.registry import Registry, sha256_file  # noqa: E402
+from medserve.tasks.imaging import service  # noqa: E402
+from medserve.tasks.imaging.decode import DecodedImage, ImageSpec, to_model_input  # noqa: E402
 from model_export import chest_xray  # noqa: E402
 
 

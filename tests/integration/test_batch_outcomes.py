@@ -22,12 +22,14 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from medserve.batch import storage, tasks
+from medserve.batch import storage, worker
 from medserve.batch.readers import NOT_A_HEADER, read_table
 from medserve.batch.worker import INTERNAL_DETAIL, Settings
 from medserve.problems import Problem
 from medserve.registry import Registry
-from medserve.vitals import service as vitals_service
+from medserve.tasks.risk import service as risk
+from medserve.tasks.vitals import batch as vitals_batch
+from medserve.tasks.vitals import service as vitals_service
 from tests.conftest import MODELS, load_event
 from tests.integration.conftest import MAX_RECEIVE, BatchStack
 
@@ -102,7 +104,6 @@ def test_ids_that_are_not_writable_json_become_row_errors_and_the_result_is_writ
 
 
 def bc_predictions(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from medserve import risk
 
     return list(risk.predict(BC, rows)["predictions"])
 
@@ -209,7 +210,7 @@ def test_a_result_that_cannot_be_written_gets_a_500_document_on_the_last_receive
     stack.drain()  # moto's s3:TestEvent
     stack.responses.clear()
     stack.put("incoming/breast-cancer/unwritable.csv", bc_csv(1))
-    real = tasks.process
+    real = worker.process
 
     def process(*args: Any, **kwargs: Any) -> dict[str, Any]:
         body = real(*args, **kwargs)
@@ -349,7 +350,7 @@ def _assert_same(got: dict[str, Any], want: dict[str, Any]) -> None:
         )
 
 
-@pytest.mark.parametrize("chunk", [tasks.VITALS_CHUNK, 2])
+@pytest.mark.parametrize("chunk", [vitals_batch.VITALS_CHUNK, 2])
 def test_vitals_sequences_of_different_lengths_match_the_api_in_one_run_per_chunk(chunk: int) -> None:
     # Given sequences of 1 to 40 observations (padded together), a bad one among them
     lines = [json.dumps({"id": f"s{k}", "observations": obs}) for k, obs in enumerate(SEQUENCES)]
@@ -358,10 +359,10 @@ def test_vitals_sequences_of_different_lengths_match_the_api_in_one_run_per_chun
     real = VITALS.run
     with mock.patch.object(VITALS, "run", side_effect=real) as run:
         # When the batch predicts them
-        results = tasks.vitals_rows(VITALS, table, chunk=chunk)
+        results = vitals_batch.vitals_rows(VITALS, table, chunk=chunk)
     # Then each valid sequence went through ceil(6 / chunk) batched runs ...
     assert run.call_count == -(-len(SEQUENCES) // chunk)
-    assert all(call.args[0][vitals_service.spec_for(VITALS).input_names[1]].ndim == 2 for call in run.call_args_list)
+    assert all(call.args[0][VITALS.spec.input_names[1]].ndim == 2 for call in run.call_args_list)
     # ... and got exactly the API's answer; the bad one its own error
     assert results[2]["id"] == "bad" and results[2]["error"]["errors"][0]["field"] == "observations[0].spo2"
     good = [r for r in results if "prediction" in r]
@@ -373,7 +374,7 @@ def test_vitals_sequences_of_different_lengths_match_the_api_in_one_run_per_chun
 def test_vitals_explain_lines_carry_the_apis_contributions() -> None:
     lines = [json.dumps({"observations": obs, "explain": True}) for obs in (SEQUENCES[2], SEQUENCES[4])]
     table = read_table("\n".join(lines).encode(), "seq.jsonl", required=[], max_rows=10)
-    results = tasks.vitals_rows(VITALS, table)
+    results = vitals_batch.vitals_rows(VITALS, table)
     for r, obs in zip(results, (SEQUENCES[2], SEQUENCES[4]), strict=True):
         _assert_same(r, _api(obs, explain=True))
 

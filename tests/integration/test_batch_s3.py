@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from medserve import risk
 from medserve.api import SYNTHETIC_WARNING
 from medserve.batch import storage
 from medserve.batch.keys import key_hash
 from medserve.batch.worker import Settings
 from medserve.registry import Registry
-from medserve.vitals import service as vitals_service
+from medserve.tasks.risk import service as risk
+from medserve.tasks.vitals import service as vitals_service
 from tests.conftest import MODELS, load_event
 from tests.integration.conftest import INPUT, OUTPUT, BatchStack
 
@@ -493,11 +493,11 @@ def test_vitals_jsonl_one_sequence_per_line(stack: BatchStack) -> None:
 
 # --- imaging ------------------------------------------------------------------------------
 def _imaging_expected(data: bytes) -> dict[str, Any]:
-    from medserve.imaging import service as imaging_service
-    from medserve.imaging.decode import decode_image
+    from medserve.tasks.imaging import service as imaging_service
+    from medserve.tasks.imaging.decode import decode_image
 
     entry = REGISTRY.get("chest-xray")
-    spec = imaging_service.spec_for(entry)
+    spec = entry.spec
     return imaging_service.predict_decoded(entry, decode_image(data, spec=spec.image, field="object"))
 
 
@@ -563,7 +563,7 @@ def test_committed_sqs_events_run_against_the_handler(stack: BatchStack) -> None
 
 
 def test_csv_number_cells_are_strict_decimals() -> None:
-    from medserve.batch.tasks import bool_cell, number_cell
+    from medserve.batch.rows import bool_cell, number_cell
 
     assert number_cell("1.5e3") == 1500.0 and number_cell("-.5") == -0.5
     assert number_cell("1_000") == "1_000" and number_cell("١٢") == "١٢" and number_cell("12 mm") == "12 mm"

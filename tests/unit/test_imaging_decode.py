@@ -1,4 +1,4 @@
-"""medserve.imaging.decode: PNG, JPEG and DICOM in, greyscale [0, 1] out, or a clear 4xx.
+"""medserve.tasks.imaging.decode: PNG, JPEG and DICOM in, greyscale [0, 1] out, or a clear 4xx.
 
 The helpers at the top (``png_bytes``, ``jpeg_bytes``, ``make_dicom``) are reused by
 the other imaging tests. Every DICOM here is generated in the test (pydicom Dataset +
@@ -21,8 +21,8 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 
-from medserve.imaging.decode import ImageSpec, decode_image, sniff, to_model_input
 from medserve.problems import Problem
+from medserve.tasks.imaging.decode import ImageSpec, decode_image, sniff, to_model_input
 
 SPEC = ImageSpec()
 PHI = {

@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 
 from medserve.api import SYNTHETIC_WARNING
-from medserve.imaging.decode import ImageSpec, decode_image, to_model_input
 from medserve.registry import Registry
+from medserve.tasks.imaging.decode import ImageSpec, decode_image, to_model_input
 from tests.conftest import MODELS, ROOT, invoke, load_event
 from tests.unit.test_imaging_decode import PHI, _png_with_size, jpeg_bytes, make_dicom, phi_parts, png_bytes, ramp
 
@@ -278,7 +278,7 @@ def test_query_explain_only_true_or_false(value: str) -> None:
 
 def test_unknown_query_parameter_is_422() -> None:
     ev = raw_event(event_bytes(PNG_EVENT), "image/png", {"explian": "true"})
-    assert_problem(*invoke("imaging", ev), 422, "explian")
+    assert_problem(*invoke("imaging", ev), 422, "query")  # named by place: keys are never echoed
 
 
 @pytest.mark.parametrize("ctype", ["text/plain", "image/gif", "application/octet-stream", "multipart/form-data"])

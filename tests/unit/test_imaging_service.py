@@ -1,4 +1,4 @@
-"""medserve.imaging.service pure functions: request parsing and heatmap rendering (no model needed)."""
+"""medserve.tasks.imaging.service pure functions: request parsing and heatmap rendering (no model needed)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medserve.imaging.decode import ImageSpec
-from medserve.imaging.service import HEATMAP_MAX_SIDE, fhir_bundle, heatmap, read_json_body, read_raw
 from medserve.problems import Problem
 from medserve.registry import ModelEntry
+from medserve.tasks.imaging.decode import ImageSpec
+from medserve.tasks.imaging.fhir import bundle as fhir_bundle
+from medserve.tasks.imaging.service import HEATMAP_MAX_SIDE, heatmap, read_json_body, read_raw
 from tests.conftest import MODELS
 
 CHEST = next((MODELS / "chest-xray").glob("*/manifest.json"))

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from medserve.vitals import news2 as n2
+from medserve.tasks.vitals import news2 as n2
 
 NORMAL = {
     "respiratory_rate": 16,

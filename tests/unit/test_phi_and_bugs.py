@@ -60,13 +60,13 @@ def test_a_model_id_that_is_not_an_id_is_not_echoed() -> None:
 def test_a_bug_is_a_500_problem_logged_without_its_message(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from medserve import risk
     from medserve.api import logger
+    from medserve.tasks.risk import service as risk
 
     def broken(*_: Any, **__: Any) -> Any:
         raise ValueError("could not use 123.456 for Jane")  # library messages can quote values
 
-    monkeypatch.setattr(risk, "predict", broken)
+    monkeypatch.setattr(risk, "predictions", broken)
     caplog.set_level("INFO")
     capsys.readouterr()
     status, headers, problem = invoke("risk", load_event("risk_breast_cancer"))

@@ -186,11 +186,11 @@ def test_an_integer_too_large_for_a_float_is_422() -> None:
 
 
 def test_vectorised_fast_path_agrees_with_field_by_field_checks() -> None:
-    from medserve import risk
     from medserve.registry import Registry
+    from medserve.tasks.risk import service as risk
 
     entry = Registry.load(MODELS, task="risk").get("breast-cancer")
-    spec = risk.spec_for(entry)
+    spec = entry.spec
     rng = np.random.default_rng(7)
     lo = np.array([i["train_min"] for i in spec.inputs])
     hi = np.array([i["train_max"] for i in spec.inputs])
@@ -198,7 +198,10 @@ def test_vectorised_fast_path_agrees_with_field_by_field_checks() -> None:
     rows[5]["mean_radius"] = int(round(rows[5]["mean_radius"]))  # ints are numbers too
     fast = risk._pack_valid(spec, rows)
     assert fast is not None
-    slow = risk._check_each(spec, rows)
+    errors: list[tuple[str, str]] = []
+    spec.body.get("instances").check(rows, "instances", errors)  # the field-by-field rules
+    assert errors == []
+    slow = np.array([[row[n] for n in spec.names] for row in rows], dtype=np.float32)
     np.testing.assert_array_equal(fast, slow)
     # Any rule broken anywhere sends the whole batch to the slow path, which names it
     for broken in ({"mean_radius": True}, {"mean_radius": 1e9}, {"mean_radius": float("nan")}, {"x": 1}):

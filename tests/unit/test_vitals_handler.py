@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from medserve.vitals.news2 import news2
+from medserve.tasks.vitals.news2 import news2
 from tests.conftest import MODELS, invoke, load_event, with_body
 
 EVENT = load_event("vitals_predict")
@@ -267,7 +267,9 @@ def _ok_obs(**changes: Any) -> dict[str, Any]:
             422,
             "observations[0].spo2",
         ),
-        (f'{{"observations": [{json.dumps(_ok_obs())[:-1]}, "heart_rate": NaN}}]}}', 422, "observations[0].heart_rate"),
+        (json.dumps({"observations": [_ok_obs(heart_rate=float("nan"))]}), 422, "observations[0].heart_rate"),
+        # a key given twice is refused, not last-one-wins
+        (f'{{"observations": [{json.dumps(_ok_obs())[:-1]}, "heart_rate": 80}}]}}', 422, "heart_rate"),
     ],
 )
 def test_bad_input_is_a_4xx_problem_naming_the_field(body: Any, status: int, field: str) -> None:

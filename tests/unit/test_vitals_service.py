@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from medserve.registry import Registry
-from medserve.vitals import features, service
-from medserve.vitals.validation import validate_request
+from medserve.tasks.vitals import features, service
+from medserve.tasks.vitals import fhir as vitals_fhir
+from medserve.tasks.vitals.validation import validate_request
 from tests.conftest import MODELS
 
 ENTRY = Registry.load(MODELS, task="vitals").get("vitals-deterioration", task="vitals")
@@ -84,7 +85,7 @@ def test_fhir_times_of_naive_and_offset_requests_are_utc_instants() -> None:
     naive = validate_request({"observations": [obs(T0, time="2026-11-23T08:00:00")]})
     offset = validate_request({"observations": [obs(T0, time="2026-11-23T09:00:00+01:00")]})
     for req in (naive, offset):
-        bundle = service.fhir_bundle(ENTRY, req, service.predict(ENTRY, req), "rid")
+        bundle = vitals_fhir.bundle(ENTRY, req, service.predict(ENTRY, req), "rid")
         ra = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "RiskAssessment")
         assert datetime.fromisoformat(ra["occurrenceDateTime"]) == T0
         assert ra["occurrenceDateTime"].endswith(("Z", "+01:00"))

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from medserve.problems import Problem
-from medserve.vitals.validation import parse_time, validate_request
+from medserve.tasks.vitals.validation import parse_time, validate_request
 
 
 def obs(hour: int = 8, **changes: Any) -> dict[str, Any]:

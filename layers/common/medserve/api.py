@@ -16,18 +16,15 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import (
-    RequestUnsupportedContentType,
-    RequestValidationError,
-)
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
+from medserve import tasks
 from medserve.problems import (
     PROBLEM_CONTENT_TYPE,
     Problem,
@@ -35,10 +32,12 @@ from medserve.problems import (
     frames,
     method_not_allowed,
     not_found,
-    unknown_key,
-    unprocessable,
     unsupported_media_type,
 )
+from medserve.tasks.base import NOT_UTF8, TOO_DEEP, HttpRequest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medserve.registry import Registry
 
 JSON = "application/json"
 FHIR_JSON = "application/fhir+json"
@@ -53,8 +52,6 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 logger = Logger(log_uncaught_exceptions=False)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MedServe"))
 
-_TOO_DEEP = "the request body is nested too deeply to be read"
-_NOT_UTF8 = "the request body is not UTF-8 text; send JSON encoded as UTF-8"
 _JSON_TYPES = re.compile(r"^application/([a-z0-9.+-]*\+)?json$")
 
 
@@ -76,8 +73,6 @@ class MedServeResolver(APIGatewayRestResolver):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.route_table: list[tuple[re.Pattern[str], str]] = []
-        self.accepted_content_types: tuple[str, ...] = ()
-        self.model_lookup: Callable[[str], Any] | None = None
 
     def route(self, rule: str, method: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: D401
         methods = [method] if isinstance(method, str) else list(method)
@@ -112,10 +107,31 @@ def media_type(value: str) -> str:
     return value.split(";", 1)[0].strip().lower()
 
 
+def _accept_q(accept: str) -> dict[str, float]:
+    """``Accept`` as media range -> quality (RFC 9110 §12.5.1); unreadable q counts as 1."""
+    out: dict[str, float] = {}
+    for part in accept.lower().split(","):
+        kind, *params = (p.strip() for p in part.split(";"))
+        if not kind:
+            continue
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    q = min(1.0, max(0.0, float(value)))
+                except ValueError:
+                    q = 1.0
+        out[kind] = max(q, out.get(kind, 0.0))
+    return out
+
+
 def wants_fhir(app: APIGatewayRestResolver) -> bool:
-    """True when the caller's ``Accept`` asks for FHIR JSON."""
-    accept = header(app, "accept").lower()
-    return any(media_type(part) == FHIR_JSON for part in accept.split(","))
+    """True when the caller's ``Accept`` prefers FHIR JSON (q-values honoured; a tie goes to FHIR)."""
+    q = _accept_q(header(app, "accept"))
+    fhir = q.get(FHIR_JSON, 0.0)
+    plain = max(q.get(JSON, 0.0), q.get("application/*", 0.0), q.get("*/*", 0.0))
+    return fhir > 0.0 and fhir >= plain
 
 
 def problem_response(problem: Problem, rid: str) -> Response:
@@ -134,117 +150,14 @@ def json_response(body: dict[str, Any], rid: str, *, content_type: str = JSON, s
     return Response(status_code=status, content_type=content_type, body=dumps(body), headers={"X-Request-Id": rid})
 
 
-def _field_from_loc(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [p for p in loc if p != "body"]
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "body"
-
-
-def validation_problem(exc: RequestValidationError) -> Problem:
-    """Map Powertools/pydantic validation errors to a 400 or 422 problem naming fields."""
-    errors = exc.errors()
-    if any(e.get("type") == "json_invalid" for e in errors):
-        return bad_request("the request body is not valid JSON", field="body")
-    pairs = []
-    for err in errors:
-        loc = tuple(err.get("loc", ()))
-        kind = err.get("type", "")
-        field = _field_from_loc(loc)
-        if kind == "missing":
-            message = "required field is missing"
-        elif kind == "extra_forbidden":
-            parent = _field_from_loc(loc[:-1]) if len(loc) > 1 else ""
-            field, message = unknown_key("" if parent == "body" else parent, loc[-1])
-        else:
-            # pydantic messages describe the rule, not the value: safe to return
-            message = str(err.get("msg", "invalid value"))
-        pairs.append((field, message))
-    return unprocessable(pairs)
-
-
-def precheck(app: MedServeResolver, event: dict[str, Any]) -> Problem | None:
-    """Checks made before routing, in the order a caller would want them answered.
-
-    Powertools validates a body before our route runs, so what must win over a body
-    error is decided here: an unknown model (or one of another task) is 404 whatever
-    the body; an empty body is 400; a Content-Encoding we do not read, or a
-    Content-Type the route does not read, is 415. The JSON media type is also
-    normalised to lower case (media types are case-insensitive; Powertools' check is not).
-    """
-    if (event.get("httpMethod") or "").upper() != "POST" or "POST" not in app.allowed_methods(event.get("path") or ""):
-        return None
-    model_id = (event.get("pathParameters") or {}).get("model_id")
-    if model_id is not None and app.model_lookup is not None:
-        try:
-            app.model_lookup(model_id)
-        except Problem as problem:
-            return problem
-    headers = event.get("headers") or {}
-    lower = {k.lower(): (k, v) for k, v in headers.items()}
-    encoding = (lower.get("content-encoding", ("", ""))[1] or "").strip().lower()
-    if encoding and encoding != "identity":
-        return unsupported_media_type(
-            f"Content-Encoding {encoding!r} is not read; send the body uncompressed", field="content-encoding"
-        )
-    if not event.get("body"):
-        return bad_request("the request body is empty", field="body")
-    key, raw_ctype = lower.get("content-type", ("Content-Type", ""))
-    ctype = media_type(raw_ctype or "")
-    accepted: tuple[str, ...] = app.accepted_content_types
-    if not ctype or ctype in accepted:
-        return None
-    if _JSON_TYPES.match(ctype):
-        # Powertools only reads bodies whose type starts with "application/json", case-sensitively;
-        # every JSON media type (any case, +json suffixes) is read as such.
-        headers[key] = "application/json"
-        return None
-    return unsupported_media_type(
-        f"Content-Type {ctype!r} is not read here; send application/json"
-        + (f" or one of {', '.join(accepted)}" if accepted else ""),
-        field="content-type",
-    )
-
-
-def create_app(
-    *,
-    accepted_content_types: tuple[str, ...] = (),
-    model_lookup: Callable[[str], Any] | None = None,
-) -> MedServeResolver:
-    """A resolver whose every error path answers ``application/problem+json``.
-
-    Parameters
-    ----------
-    accepted_content_types
-        Non-JSON request media types a route of this app reads (e.g. images).
-    model_lookup
-        ``model_id -> entry``, raising a 404 :class:`Problem` for a model this
-        function does not serve; checked before the body (see :func:`precheck`).
-    """
-    app = MedServeResolver(enable_validation=True)
-    app.accepted_content_types = accepted_content_types
-    app.model_lookup = model_lookup
+def create_app() -> MedServeResolver:
+    """A resolver whose every error path answers ``application/problem+json``."""
+    app = MedServeResolver()
 
     @app.exception_handler(Problem)
     def _problem(exc: Problem) -> Response:
         logger.info("problem", extra={"status": exc.status, "problem_type": exc.type, "n_errors": len(exc.errors)})
         return problem_response(exc, request_id(app))
-
-    @app.exception_handler(RequestValidationError)
-    def _invalid(exc: RequestValidationError) -> Response:
-        problem = validation_problem(exc)
-        logger.info("invalid request", extra={"status": problem.status, "n_errors": len(problem.errors)})
-        return problem_response(problem, request_id(app))
-
-    @app.exception_handler(RequestUnsupportedContentType)
-    def _unsupported(_: RequestUnsupportedContentType) -> Response:
-        return problem_response(
-            unsupported_media_type("unsupported Content-Type", field="content-type"), request_id(app)
-        )
 
     @app.not_found
     def _not_found(_: NotFoundError) -> Response:
@@ -259,7 +172,7 @@ def create_app(
     @app.exception_handler(UnicodeDecodeError)
     def _not_text(_: UnicodeDecodeError) -> Response:
         # Powertools decodes the body as UTF-8 before our route runs.
-        return problem_response(bad_request(_NOT_UTF8, field="body"), request_id(app))
+        return problem_response(bad_request(NOT_UTF8, field="body"), request_id(app))
 
     @app.exception_handler(binascii.Error)
     def _not_base64(_: binascii.Error) -> Response:
@@ -269,7 +182,7 @@ def create_app(
     @app.exception_handler(RecursionError)
     def _too_deep(_: RecursionError) -> Response:
         # Only the JSON parser recurses on caller input (Powertools parses bodies before us).
-        return problem_response(bad_request(_TOO_DEEP, field="body"), request_id(app))
+        return problem_response(bad_request(TOO_DEEP, field="body"), request_id(app))
 
     @app.exception_handler(Exception)
     def _bug(exc: Exception) -> Response:
@@ -283,25 +196,57 @@ def create_app(
     return app
 
 
-def read_json(app: APIGatewayRestResolver) -> dict[str, Any]:
-    """The request body as a JSON object: 400 when unreadable, 422 when not an object."""
-    try:
-        raw = app.current_event.decoded_body
-    except UnicodeDecodeError as exc:
-        raise bad_request(_NOT_UTF8, field="body") from exc
-    if raw is None or not raw.strip():
-        raise bad_request("the request body is empty; send a JSON object", field="body")
-    try:
-        # NaN/Infinity literals are parsed (as Python's json does, and as the risk route's
-        # validation does) so that the field validation names them: 422, not 400.
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise bad_request("the request body is not valid JSON", field="body") from exc
-    except RecursionError as exc:
-        raise bad_request(_TOO_DEEP, field="body") from exc
-    if not isinstance(body, dict):
-        raise unprocessable([("body", "must be a JSON object")])
-    return body
+_JSON_TYPES = re.compile(r"^application/([a-z0-9.+-]*\+)?json$")
+
+
+def read_request(app: APIGatewayRestResolver, raw_types: tuple[str, ...] = ()) -> HttpRequest:
+    """The predict request, checked in the order a caller wants it answered.
+
+    An unknown model was already answered (404); then a Content-Encoding we do not read
+    is 415, an empty body 400, and a Content-Type that is neither JSON (any ``+json``,
+    any case) nor one of ``raw_types`` 415. Header values are never repeated back.
+    """
+    event = app.current_event
+    encoding = header(app, "content-encoding").strip().lower()
+    if encoding and encoding != "identity":
+        raise unsupported_media_type(
+            "this Content-Encoding is not read; send the body uncompressed", field="header.content-encoding"
+        )
+    if not event.body:
+        raise bad_request("the request body is empty", field="body")
+    ctype = media_type(header(app, "content-type"))
+    if ctype and ctype not in raw_types and not _JSON_TYPES.match(ctype):
+        accepted = ", ".join(("application/json", *raw_types))
+        raise unsupported_media_type(
+            f"this Content-Type is not read here; send {accepted}", field="header.content-type"
+        )
+    query = dict(event.query_string_parameters or {})
+    query.pop("version", None)
+    return HttpRequest(body=event.body, is_base64=bool(event.is_base64_encoded), content_type=ctype, query=query)
+
+
+def version_param(app: APIGatewayRestResolver) -> str | None:
+    """The ``?version=X.Y.Z`` pin, if any."""
+    return (app.current_event.query_string_parameters or {}).get("version")
+
+
+def task_app(task_name: str, registry: Registry) -> MedServeResolver:
+    """The app of one task's function: ``POST /v1/<task>/<model_id>/predict``.
+
+    One model lookup per request (the pinned or live version), then the task parses,
+    predicts and (when asked) writes FHIR.
+    """
+    task = tasks.get(task_name)
+    app = create_app()
+
+    @app.post(f"/v1/{task_name}/<model_id>/predict")
+    def predict(model_id: str):  # no return annotation: Powertools would build a schema for it
+        entry = registry.get(model_id, task=task_name, version=version_param(app))
+        parsed = task.parse(entry, read_request(app, task.raw_content_types))
+        result = task.predict(entry, [parsed])[0]
+        return prediction_response(app, entry, result, fhir=lambda rid: task.fhir(entry, parsed, result, rid))
+
+    return app
 
 
 def warnings_for(entry: Any, extra: list[str] | None = None) -> list[str]:
@@ -351,17 +296,7 @@ def lambda_entry(app: MedServeResolver) -> Callable[[dict[str, Any], Any], dict[
     )
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         start = time.perf_counter()
-        early = precheck(app, event)
-        if early is not None:
-            rid = (event.get("requestContext") or {}).get("requestId") or str(uuid.uuid4())
-            response = {
-                "statusCode": early.status,
-                "headers": {"Content-Type": PROBLEM_CONTENT_TYPE, "X-Request-Id": rid},
-                "body": dumps(early.to_dict(rid)),
-                "isBase64Encoded": False,
-            }
-        else:
-            response = app.resolve(event, context)
+        response = app.resolve(event, context)
         logger.info(
             "request",
             extra={

@@ -1,14 +1,16 @@
 """The OpenAPI 3.1 document of the whole API (served by ``GET /openapi.json``).
 
-Written from shared/API.md; the model ids and each risk model's features come
-from the registry, so a new model appears here with no code change.
+Written from shared/API.md. The predict routes come from the task table: each task
+writes its request schema from its models' manifests (the same field definitions
+that validate requests, so the document cannot drift from what is enforced) and its
+response schema; a new model or a new task appears here with no change to this module.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from medserve import __version__
+from medserve import __version__, tasks
 
 _PROBLEM = {"$ref": "#/components/schemas/Problem"}
 
@@ -41,54 +43,16 @@ def _ok(schema_ref: str, fhir: bool = True) -> dict[str, Any]:
     return {"description": "Prediction", "content": content}
 
 
-def _risk_features(registry: Any) -> dict[str, Any]:
-    variants = []
-    for e in registry.entries("risk"):
-        props = {}
-        for i in e.manifest.get("inputs", []):
-            prop: dict[str, Any] = {
-                "type": "number",
-                "description": f"{i.get('description', '')} [{i.get('unit') or '-'}]",
-            }
-            if "min" in i:
-                prop["minimum"] = i["min"]
-            if "max" in i:
-                prop["maximum"] = i["max"]
-            if i.get("allowed"):
-                prop["enum"] = i["allowed"]
-            props[i["name"]] = prop
-        variants.append(
-            {
-                "title": e.id,
-                "type": "object",
-                "properties": props,
-                "required": list(props),
-                "additionalProperties": False,
-            }
-        )
-    return {"oneOf": variants} if variants else {"type": "object"}
-
-
 def openapi_document(registry: Any) -> dict[str, Any]:
     """Build the document for the models this deployment serves."""
-    ids = {t: [e.id for e in registry.entries(t)] for t in ("risk", "imaging", "vitals")}
-    obs_props = {
-        "time": {"type": "string", "format": "date-time"},
-        "heart_rate": {"type": "number", "description": "beats/min"},
-        "respiratory_rate": {"type": "number", "description": "breaths/min"},
-        "spo2": {"type": "number", "description": "%"},
-        "temperature": {"type": "number", "description": "degrees Celsius"},
-        "systolic_bp": {"type": "number", "description": "mmHg"},
-        "consciousness": {"type": "string", "enum": ["A", "C", "V", "P", "U"]},
-        "supplemental_oxygen": {"type": "boolean"},
-    }
+    ids = {t: [e.id for e in registry.entries(t)] for t in tasks.names()}
     model = {
         "type": "object",
         "required": ["id", "version", "task", "sha256", "synthetic", "intended_use"],
         "properties": {
             "id": {"type": "string"},
             "version": {"type": "string"},
-            "task": {"type": "string", "enum": ["risk", "imaging", "vitals"]},
+            "task": {"type": "string", "enum": list(tasks.names())},
             "sha256": {"type": "string"},
             "synthetic": {"type": "boolean"},
             "intended_use": {"type": "string"},
@@ -120,119 +84,13 @@ def openapi_document(registry: Any) -> dict[str, Any]:
             },
         },
         "FhirBundle": {"type": "object", "description": "FHIR R4 Bundle (type collection)"},
-        "RiskRequest": {
-            "type": "object",
-            "required": ["instances"],
-            "additionalProperties": False,
-            "properties": {
-                "instances": {"type": "array", "minItems": 1, "maxItems": 1000, "items": _risk_features(registry)},
-                "explain": {"type": "boolean", "default": False},
-            },
-        },
-        "RiskResponse": {
-            "type": "object",
-            "properties": {
-                **common_pred,
-                "predictions": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "label": {"type": "string"},
-                            "probability": {"type": "number"},
-                            "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
-                            "value": {"type": "number"},
-                            "unit": {"type": ["string", "null"]},
-                            "contributions": {"type": "object", "additionalProperties": {"type": "number"}},
-                        },
-                    },
-                },
-            },
-        },
-        "ImagingJsonRequest": {
-            "type": "object",
-            "required": ["image"],
-            "additionalProperties": False,
-            "properties": {"image": {"type": "string", "contentEncoding": "base64"}, "explain": {"type": "boolean"}},
-        },
-        "ImagingResponse": {
-            "type": "object",
-            "properties": {
-                **common_pred,
-                "prediction": {
-                    "type": "object",
-                    "properties": {
-                        "label": {"type": "string"},
-                        "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
-                    },
-                },
-                "heatmap": {
-                    "oneOf": [
-                        {"type": "null"},
-                        {
-                            "type": "object",
-                            "properties": {
-                                "png": {"type": "string"},
-                                "width": {"type": "integer"},
-                                "height": {"type": "integer"},
-                            },
-                        },
-                    ]
-                },
-            },
-        },
-        "VitalsRequest": {
-            "type": "object",
-            "required": ["observations"],
-            "additionalProperties": False,
-            "properties": {
-                "observations": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": 500,
-                    "items": {
-                        "type": "object",
-                        "required": list(obs_props),
-                        "additionalProperties": False,
-                        "properties": obs_props,
-                    },
-                },
-                "explain": {"type": "boolean", "default": False},
-            },
-        },
-        "VitalsResponse": {
-            "type": "object",
-            "properties": {
-                **common_pred,
-                "prediction": {
-                    "type": "object",
-                    "properties": {
-                        "probability": {"type": "number"},
-                        "label": {"type": "string"},
-                        "horizon_hours": {"type": "number"},
-                    },
-                },
-                "news2": {
-                    "type": "object",
-                    "properties": {
-                        "score": {"type": "integer"},
-                        "risk": {"type": "string", "enum": ["low", "low-medium", "medium", "high"]},
-                        "components": {"type": "object", "additionalProperties": {"type": "integer"}},
-                    },
-                },
-                "contributions": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "start": {"type": "string"},
-                            "end": {"type": "string"},
-                            "weight": {"type": "number"},
-                        },
-                    },
-                },
-            },
-        },
+    }
+    version = {
+        "name": "version",
+        "in": "query",
+        "required": False,
+        "description": "pin a model version (X.Y.Z); without it the live version answers",
+        "schema": {"type": "string", "pattern": r"^\d+(\.\d+){0,3}$"},
     }
     accept = {
         "name": "Accept",
@@ -256,50 +114,23 @@ def openapi_document(registry: Any) -> dict[str, Any]:
                 "responses": {"200": {"description": "model"}, **_problem_responses(404)},
             }
         },
-        "/v1/risk/{model_id}/predict": {
-            "post": {
-                "summary": "Tabular risk prediction",
-                "parameters": [_model_param(ids["risk"]), accept],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RiskRequest"}}},
-                },
-                "responses": {"200": _ok("RiskResponse"), **_problem_responses(400, 404, 405, 413, 415, 422)},
-            }
-        },
-        "/v1/imaging/{model_id}/predict": {
-            "post": {
-                "summary": "Image classification with optional CAM heatmap",
-                "parameters": [
-                    _model_param(ids["imaging"]),
-                    accept,
-                    {"name": "explain", "in": "query", "schema": {"type": "boolean"}},
-                ],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/ImagingJsonRequest"}},
-                        "image/png": {"schema": {"type": "string", "format": "binary"}},
-                        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-                        "application/dicom": {"schema": {"type": "string", "format": "binary"}},
-                    },
-                },
-                "responses": {"200": _ok("ImagingResponse"), **_problem_responses(400, 404, 405, 413, 415, 422)},
-            }
-        },
-        "/v1/vitals/{model_id}/predict": {
-            "post": {
-                "summary": "Deterioration risk from a vital-sign sequence, beside NEWS2",
-                "parameters": [_model_param(ids["vitals"]), accept],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/VitalsRequest"}}},
-                },
-                "responses": {"200": _ok("VitalsResponse"), **_problem_responses(400, 404, 405, 413, 415, 422)},
-            }
-        },
         "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
     }
+    for name in tasks.names():
+        task = tasks.get(name)
+        title = name.capitalize()
+        schemas[f"{title}Response"] = {"type": "object", "properties": {**common_pred, **task.response_schema()}}
+        paths[f"/v1/{name}/{{model_id}}/predict"] = {
+            "post": {
+                "summary": task.summary,
+                "parameters": [_model_param(ids[name]), accept, version, *task.query_parameters()],
+                "requestBody": {"required": True, "content": task.request_schema(registry.all_entries(name))},
+                "responses": {
+                    "200": _ok(f"{title}Response"),
+                    **_problem_responses(400, 404, 405, 413, 415, 422),
+                },
+            }
+        }
     return {
         "openapi": "3.1.0",
         "info": {

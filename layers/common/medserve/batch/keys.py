@@ -1,4 +1,4 @@
-"""The batch key layout: ``incoming/<model_id>/<name>`` in, ``results/`` or ``errors/`` out.
+"""The batch key layout: ``incoming/<model_id>[@<version>]/<name>`` in, ``results/`` or ``errors/`` out.
 
 Output keys are derived from the input key alone, so a redelivered message rewrites
 the same document (idempotent). Keys may hold patient names in the wild: logs carry
@@ -25,7 +25,9 @@ class ObjectKey:
     key
         The full (URL-decoded) input key.
     model_id
-        The segment after ``incoming/`` (``""`` when the key has none).
+        The segment after ``incoming/`` up to an ``@`` (``""`` when the key has none).
+    version
+        The version pinned by ``incoming/<model_id>@<version>/<name>`` (``None``: the live one).
     name
         Everything after ``incoming/<model_id>/`` (may contain ``/``; ``""`` when absent).
     relative
@@ -37,6 +39,7 @@ class ObjectKey:
     model_id: str
     name: str
     relative: str
+    version: str | None = None
 
     @property
     def well_formed(self) -> bool:
@@ -58,10 +61,10 @@ def parse_key(key: str) -> ObjectKey:
     """Split a URL-decoded object key (see :class:`ObjectKey`)."""
     if key.startswith(INCOMING):
         relative = key[len(INCOMING) :]
-        model_id, _, name = relative.partition("/")
-    else:
-        relative, model_id, name = key, "", ""
-    return ObjectKey(key=key, model_id=model_id, name=name, relative=relative)
+        segment, _, name = relative.partition("/")
+        model_id, at, version = segment.partition("@")
+        return ObjectKey(key=key, model_id=model_id, name=name, relative=relative, version=version if at else None)
+    return ObjectKey(key=key, model_id="", name="", relative=key)
 
 
 def is_folder_marker(key: str, size: int | None) -> bool:

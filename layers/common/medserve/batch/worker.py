@@ -6,7 +6,7 @@ For an object at ``incoming/<model_id>/<name>``:
    anything is downloaded; ``GetObject`` then reads that same version (``If-Match``).
 2. The model is looked up in the registry (every task's sessions are loaded at init,
    so one function serves every model and a new model needs no code).
-3. The task library predicts (:mod:`medserve.batch.tasks`).
+3. The model's task reads and predicts the object (:meth:`medserve.tasks.base.Task.batch`).
 4. The outcome is written: ``results/<model_id>/<name>.json`` or a problem document
    at ``errors/<model_id>/<name>.json``. **Exactly one outcome**: after writing one,
    a stale document of the other kind for the same name is deleted (write first, then
@@ -40,18 +40,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
+from medserve import tasks
 from medserve.batch import storage
 from medserve.batch.keys import ObjectKey, is_folder_marker, key_hash, parse_key
-from medserve.batch.tasks import problem_body, process
+from medserve.batch.rows import problem_body
 from medserve.problems import PROBLEM_CONTENT_TYPE, Problem, frames, not_found, payload_too_large, unprocessable
-from medserve.registry import ModelEntry, Registry
+from medserve.registry import ID_PATTERN, ModelEntry, Registry
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 DEFAULT_MAX_ROWS = 100_000
@@ -71,7 +71,6 @@ class _Metrics(Protocol):
     def add_metric(self, name: str, unit: Any, value: float) -> Any: ...  # pragma: no cover
 
 
-_MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 INTERNAL_DETAIL = "MedServe could not process this object; this is our bug"
 
 
@@ -114,6 +113,11 @@ class Settings:
             max_rows=int(os.environ.get("MEDSERVE_BATCH_MAX_ROWS", DEFAULT_MAX_ROWS)),
             max_receives=max(1, int(os.environ.get("MEDSERVE_BATCH_MAX_RECEIVES", DEFAULT_MAX_RECEIVES))),
         )
+
+
+def process(entry: ModelEntry, data: bytes, name: str, *, max_rows: int) -> dict[str, Any]:
+    """The task part of an object's result document: the model's task reads and predicts it."""
+    return tasks.get(entry.task).batch(entry, data, name, max_rows=max_rows)
 
 
 @dataclass
@@ -264,10 +268,10 @@ class BatchWorker:
                 [("key", "must be incoming/<model_id>/<name>")],
                 detail="the object is not at incoming/<model_id>/<name>, so no model can be chosen",
             )
-        if not _MODEL_ID.match(where.model_id):
+        if not ID_PATTERN.match(where.model_id):
             known = ", ".join(e.id for e in self.registry.entries()) or "none"
             raise not_found(f"the key's model segment is not a model id; available: {known}")
-        return self.registry.get(where.model_id)
+        return self.registry.get(where.model_id, version=where.version)
 
     def _failed(
         self,

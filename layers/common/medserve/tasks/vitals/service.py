@@ -20,30 +20,27 @@ strings of the window's first and last observation as sent.
 from __future__ import annotations
 
 import math
-import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
-from medserve import fhir
+from medserve.fields import Record
 from medserve.registry import ModelEntry
-from medserve.vitals.features import (
+from medserve.tasks.vitals.features import (
     FIELD_SPECS,
     MAX_OBSERVATIONS,
     NUMERIC_FIELDS,
     REFERENCE_OBSERVATION,
     encode,
 )
-from medserve.vitals.news2 import COMPONENT_CODES, TOTAL_CODE, news2
-from medserve.vitals.validation import VitalsRequest, validate_request
+from medserve.tasks.vitals.news2 import news2
+from medserve.tasks.vitals.validation import VitalsRequest, body_record, validate_request
 
-__all__ = ["MAX_WINDOWS", "VitalsSpec", "explain", "fhir_bundle", "parse", "predict", "spec_for", "windows"]
+__all__ = ["MAX_WINDOWS", "VitalsSpec", "build_spec", "explain", "parse", "predict", "windows"]
 
 MAX_WINDOWS = 24
-UCUM = "http://unitsofmeasure.org"
-SNOMED = "http://snomed.info/sct"
 
 
 @dataclass(frozen=True)
@@ -64,47 +61,44 @@ class VitalsSpec:
     train_max: np.ndarray
     columns: list[str]
     trained_max_length: int | None
+    body: Record
 
 
-_SPECS: dict[tuple[str, str], VitalsSpec] = {}
-
-
-def spec_for(entry: ModelEntry) -> VitalsSpec:
-    """The cached :class:`VitalsSpec` of a model (built once per container)."""
-    key = (entry.id, entry.version)
-    if key not in _SPECS:
-        m = entry.manifest
-        v = m.get("vitals", {})
-        out = m["outputs"]
-        labels = list(out.get("labels", ["no_deterioration", "deterioration"]))
-        positive = out.get("positive_label", labels[-1])
-        ref_obs = {**REFERENCE_OBSERVATION, **v.get("reference_observation", {})}
-        ref = encode([ref_obs], [datetime(2000, 1, 1)])[0, :-1]
-        inputs = m.get("inputs", [])
-        lengths = m.get("training_data", {}).get("observations_per_patient", {})
-        _SPECS[key] = VitalsSpec(
-            features=list(v.get("features", FIELD_SPECS)),
-            horizon_hours=float(v.get("horizon_hours", 24)),
-            max_observations=int(v.get("max_observations", MAX_OBSERVATIONS)),
-            threshold=float(v.get("threshold", out.get("threshold", 0.5))),
-            labels=labels,
-            positive=positive,
-            negative=next(label for label in labels if label != positive),
-            input_names=(m["onnx"]["inputs"][0]["name"], m["onnx"]["inputs"][1]["name"]),
-            output_name=m["onnx"]["outputs"][0]["name"],
-            reference=ref,
-            train_min=np.array([i.get("train_min", -np.inf) for i in inputs], dtype=np.float32),
-            train_max=np.array([i.get("train_max", np.inf) for i in inputs], dtype=np.float32),
-            columns=[i["name"] for i in inputs],
-            trained_max_length=lengths.get("max"),
-        )
-    return _SPECS[key]
+def build_spec(entry: ModelEntry) -> VitalsSpec:
+    """The :class:`VitalsSpec` of a model (``entry.spec`` caches it)."""
+    m = entry.manifest
+    v = m.get("vitals", {})
+    out = m["outputs"]
+    labels = list(out.get("labels", ["no_deterioration", "deterioration"]))
+    positive = out.get("positive_label", labels[-1])
+    ref_obs = {**REFERENCE_OBSERVATION, **v.get("reference_observation", {})}
+    ref = encode([ref_obs], [datetime(2000, 1, 1)])[0, :-1]
+    inputs = m.get("inputs", [])
+    lengths = m.get("training_data", {}).get("observations_per_patient", {})
+    features = list(v.get("features", FIELD_SPECS))
+    max_observations = int(v.get("max_observations", MAX_OBSERVATIONS))
+    return VitalsSpec(
+        features=features,
+        horizon_hours=float(v.get("horizon_hours", 24)),
+        max_observations=max_observations,
+        threshold=float(v.get("threshold", out.get("threshold", 0.5))),
+        labels=labels,
+        positive=positive,
+        negative=next(label for label in labels if label != positive),
+        input_names=(m["onnx"]["inputs"][0]["name"], m["onnx"]["inputs"][1]["name"]),
+        output_name=m["onnx"]["outputs"][0]["name"],
+        reference=ref,
+        train_min=np.array([i.get("train_min", -np.inf) for i in inputs], dtype=np.float32),
+        train_max=np.array([i.get("train_max", np.inf) for i in inputs], dtype=np.float32),
+        columns=[i["name"] for i in inputs],
+        trained_max_length=lengths.get("max"),
+        body=body_record(features, max_observations),
+    )
 
 
 def parse(entry: ModelEntry, body: Any) -> VitalsRequest:
     """Validate a request body against this model's manifest (422 on any violation)."""
-    spec = spec_for(entry)
-    return validate_request(body, specs=spec.features, max_observations=spec.max_observations)
+    return validate_request(body, record=entry.spec.body)
 
 
 def _probabilities(entry: ModelEntry, spec: VitalsSpec, x: np.ndarray) -> np.ndarray:
@@ -185,7 +179,7 @@ def predict(entry: ModelEntry, request: VitalsRequest) -> dict[str, Any]:
         ``{"prediction": {"probability", "label", "horizon_hours"}, "news2": {...},
         "warnings": [...]}`` plus ``"contributions"`` when ``request.explain``.
     """
-    spec = spec_for(entry)
+    spec: VitalsSpec = entry.spec
     x = encode(request.observations, request.times)[None]
     p = float(_probabilities(entry, spec, x)[0])
     return build_result(entry, request, p, x)
@@ -197,7 +191,7 @@ def build_result(entry: ModelEntry, request: VitalsRequest, p: float, x: np.ndar
     Batch computes many probabilities in one padded ``session.run`` and builds each
     sequence's result here, so the API and batch answer identically.
     """
-    spec = spec_for(entry)
+    spec: VitalsSpec = entry.spec
     horizon: float | int = int(spec.horizon_hours) if spec.horizon_hours.is_integer() else spec.horizon_hours
     result: dict[str, Any] = {
         "prediction": {
@@ -213,85 +207,3 @@ def build_result(entry: ModelEntry, request: VitalsRequest, p: float, x: np.ndar
     if request.explain:
         result["contributions"] = explain(entry, spec, x, p, [o["time"] for o in request.observations])
     return result
-
-
-def _fhir_time(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
-
-
-def fhir_bundle(entry: ModelEntry, request: VitalsRequest, result: dict[str, Any], request_id: str) -> dict[str, Any]:
-    """A FHIR R4 ``collection`` Bundle: Device, NEWS2 Observation, RiskAssessment.
-
-    The RiskAssessment's ``occurrenceDateTime`` is the last observation's time and its
-    ``prediction[0].whenRange`` runs from 0 to ``horizon_hours`` h after it; its
-    ``basis`` references the NEWS2 Observation (SNOMED CT 1104051000000101, with the
-    seven sub-scores as components).
-    """
-    spec = spec_for(entry)
-    dev = fhir.device(entry)
-    last = request.times[-1]
-    score = result["news2"]
-    horizon = result["prediction"]["horizon_hours"]
-    news_obs: dict[str, Any] = {
-        "resourceType": "Observation",
-        "id": str(uuid.uuid4()),
-        "status": "final",
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": "survey",
-                        "display": "Survey",
-                    }
-                ]
-            }
-        ],
-        "code": {
-            "coding": [{"system": SNOMED, "code": TOTAL_CODE[0], "display": TOTAL_CODE[1]}],
-            "text": "NEWS2 total score",
-        },
-        "effectiveDateTime": _fhir_time(last),
-        "valueQuantity": {"value": score["score"], "unit": "score", "system": UCUM, "code": "{score}"},
-        "interpretation": [{"text": f"NEWS2 clinical risk: {score['risk']}"}],
-        "method": {"text": "Royal College of Physicians NEWS2 (2017), SpO2 scale 1, last observation"},
-        "device": fhir.ref(dev),
-        "component": [
-            {
-                "code": {"coding": [{"system": SNOMED, "code": code, "display": display}]},
-                "valueInteger": score["components"][name],
-            }
-            for name, (code, display) in COMPONENT_CODES.items()
-        ],
-    }
-    pred = result["prediction"]
-    hours = {"unit": "h", "system": UCUM, "code": "h"}
-    try:
-        window_end = f"window ends {_fhir_time(last + timedelta(hours=float(horizon)))}"
-    except OverflowError:  # a last observation within the horizon of year 9999
-        window_end = f"window ends {horizon} h after {_fhir_time(last)}"
-    ra: dict[str, Any] = {
-        "resourceType": "RiskAssessment",
-        "id": str(uuid.uuid4()),
-        "identifier": [{"system": "https://medserve.dev/request", "value": request_id}],
-        # An unreviewed machine result, as for the other tasks.
-        "status": "preliminary",
-        "subject": dict(fhir.UNIDENTIFIED_SUBJECT),
-        "method": {"text": f"{entry.id} {entry.version} (ONNX sequence model)"},
-        "occurrenceDateTime": _fhir_time(last),
-        "performer": {**fhir.ref(dev), "display": entry.id},
-        "basis": [fhir.ref(news_obs)],
-        "prediction": [
-            {
-                "outcome": {"text": f"{spec.positive} within {horizon} h after the last observation"},
-                "probabilityDecimal": pred["probability"],
-                "qualitativeRisk": {"text": f"model label: {pred['label']}"},
-                "whenRange": {"low": {"value": 0, **hours}, "high": {"value": horizon, **hours}},
-                "rationale": window_end,
-            }
-        ],
-        "note": [{"text": "Generated by a research model; not for clinical use."}],
-    }
-    if entry.synthetic:
-        ra["note"].append({"text": "The model was trained on synthetic data: the probability has no clinical meaning."})
-    return fhir.bundle([dev, news_obs, ra])

@@ -6,8 +6,8 @@ the graph), so an explanation costs no second pass: ``explain`` only decides
 whether the map is rendered as a PNG.
 
 Everything here is a pure function of bytes, flags and a :class:`ModelEntry`; the
-Lambda handler only reads the event and calls :func:`read_raw` / :func:`read_json_body`,
-:func:`predict` and :func:`fhir_bundle`.
+task (:mod:`medserve.tasks.imaging`) calls :func:`read_raw` / :func:`read_json_body`
+and :func:`predict`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-import uuid
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
@@ -23,16 +22,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from medserve import fhir
-from medserve.imaging.decode import DecodedImage, ImageSpec, decode_image, resize, to_model_input
-from medserve.problems import bad_request, unprocessable, unsupported_media_type
+from medserve.fields import Field, Record
+from medserve.problems import unprocessable, unsupported_media_type
 from medserve.registry import ModelEntry
+from medserve.tasks.base import HttpRequest
+from medserve.tasks.imaging import RAW_CONTENT_TYPES
+from medserve.tasks.imaging.decode import DecodedImage, ImageSpec, decode_image, resize, to_model_input
 
-RAW_CONTENT_TYPES: tuple[str, ...] = ("image/png", "image/jpeg", "application/dicom")
-"""Raw-body media types the imaging route reads (the template lists them as BinaryMediaTypes)."""
 HEATMAP_MAX_SIDE = 512
 """Longest side of a returned heatmap, in pixels."""
-_JSON_FIELDS = frozenset({"image", "explain"})
 _DECLARED_FORMAT = {"image/png": "png", "image/jpeg": "jpeg", "application/dicom": "dicom"}
 _FORMAT_NAME = {"png": "PNG", "jpeg": "JPEG", "dicom": "DICOM"}
 
@@ -87,17 +85,6 @@ class ImagingSpec:
         )
 
 
-_SPECS: dict[tuple[str, str], ImagingSpec] = {}
-
-
-def spec_for(entry: ModelEntry) -> ImagingSpec:
-    """The cached :class:`ImagingSpec` of a model (built once per container)."""
-    key = (entry.id, entry.version)
-    if key not in _SPECS:
-        _SPECS[key] = ImagingSpec(entry)
-    return _SPECS[key]
-
-
 # --- request parsing ----------------------------------------------------------------------
 def _flag(value: str | None, field: str) -> bool:
     if value is None:
@@ -108,12 +95,11 @@ def _flag(value: str | None, field: str) -> bool:
 
 
 def _check_query(query: dict[str, str] | None, *, allow_explain: bool) -> None:
-    for key in sorted(query or {}):
-        if key == "explain" and allow_explain:
-            continue
-        if key == "explain":
-            raise unprocessable([("explain", "with a JSON body, set explain in the body, not the query")])
-        raise unprocessable([(key, "unknown query parameter")])
+    unknown = [k for k in query or {} if k != "explain"]
+    if unknown:
+        raise unprocessable([("query", f"{len(unknown)} unknown query parameter(s); only explain is read")])
+    if "explain" in (query or {}) and not allow_explain:
+        raise unprocessable([("explain", "with a JSON body, set explain in the body, not the query")])
 
 
 def read_raw(body: str | None, *, is_base64: bool, content_type: str, query: dict[str, str] | None) -> ImageRequest:
@@ -132,47 +118,49 @@ def read_raw(body: str | None, *, is_base64: bool, content_type: str, query: dic
     """
     if content_type not in RAW_CONTENT_TYPES:
         raise unsupported_media_type(
-            f"Content-Type {content_type!r} is not accepted; send application/json or one of "
-            + ", ".join(RAW_CONTENT_TYPES),
-            field="content-type",
+            "this Content-Type is not accepted; send application/json or one of " + ", ".join(RAW_CONTENT_TYPES),
+            field="header.content-type",
         )
     _check_query(query, allow_explain=True)
     explain = _flag((query or {}).get("explain"), "explain")
     if not body:
         raise unprocessable([("body", "is empty; send the image bytes")])
-    if is_base64:
-        try:
-            data = base64.b64decode(body, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise bad_request("the base64-encoded request body cannot be decoded", field="body") from exc
-    else:
-        # Not flagged binary: text bodies only survive as their UTF-8 bytes.
-        data = body.encode("utf-8", "surrogateescape")
+    data = HttpRequest(body, is_base64=is_base64).raw_bytes()
     return ImageRequest(data=data, explain=explain, field="body", declared=content_type)
+
+
+JSON_BODY = Record(
+    (
+        Field("image", "base64", description="the PNG, JPEG or DICOM file, base64-encoded"),
+        Field("explain", "boolean", required=False, default=False),
+    )
+)
+"""The JSON request ``{"image": "<base64>", "explain": false}``: validation and schema."""
 
 
 def read_json_body(body: dict[str, Any], query: dict[str, str] | None = None) -> ImageRequest:
     """A JSON request ``{"image": "<base64>", "explain": false}`` (already parsed to a dict)."""
     _check_query(query, allow_explain=False)
-    errors: list[tuple[str, str]] = [(k, "unknown field") for k in sorted(body.keys() - _JSON_FIELDS)]
-    image = body.get("image")
-    explain = body.get("explain", False)
-    if "image" not in body:
-        errors.append(("image", "required field is missing"))
-    elif not isinstance(image, str) or not image:
-        errors.append(("image", "must be a non-empty base64 string"))
-    if not isinstance(explain, bool):
-        errors.append(("explain", "must be a boolean"))
+    errors: list[tuple[str, str]] = []
+    JSON_BODY.check(body, "", errors)
     if errors:
         raise unprocessable(errors)
-    assert isinstance(image, str)
     try:
-        data = base64.b64decode(image, validate=True)
+        data = base64.b64decode(body["image"], validate=True)
     except (binascii.Error, ValueError) as exc:
         raise unprocessable([("image", "is not valid base64")]) from exc
     if not data:
         raise unprocessable([("image", "decodes to zero bytes")])
-    return ImageRequest(data=data, explain=bool(explain), field="image")
+    return ImageRequest(data=data, explain=bool(body.get("explain", False)), field="image")
+
+
+def parse(request: HttpRequest) -> ImageRequest:
+    """Any imaging request: raw bytes of a raw media type, else a JSON body."""
+    if request.content_type in RAW_CONTENT_TYPES:
+        return read_raw(
+            request.body, is_base64=request.is_base64, content_type=request.content_type, query=request.query
+        )
+    return read_json_body(request.json(), request.query)
 
 
 # --- prediction ---------------------------------------------------------------------------
@@ -237,7 +225,7 @@ def predict_decoded(
     dict
         ``{"prediction": {"label", "probabilities"}, "heatmap": None | {...}, "warnings": [...]}``.
     """
-    spec = spec_for(entry)
+    spec: ImagingSpec = entry.spec
     x = to_model_input(image, spec.image)
     out = entry.run({spec.input_name: x})
     probs = np.asarray(out[spec.prob_name], dtype=np.float64).reshape(-1)
@@ -258,103 +246,6 @@ def predict_decoded(
 
 def predict(entry: ModelEntry, request: ImageRequest) -> dict[str, Any]:
     """Decode the request's image for this model and predict (see :func:`predict_decoded`)."""
-    spec = spec_for(entry)
+    spec: ImagingSpec = entry.spec
     image = decode_image(request.data, spec=spec.image, field=request.field)
     return predict_decoded(entry, image, explain=request.explain, declared=request.declared)
-
-
-# --- FHIR ---------------------------------------------------------------------------------
-_INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
-_CATEGORY = "http://terminology.hl7.org/CodeSystem/v2-0074"
-_OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
-
-
-def _uuid() -> str:
-    return str(uuid.uuid4())
-
-
-def fhir_bundle(entry: ModelEntry, result: dict[str, Any], request_id: str) -> dict[str, Any]:
-    """A FHIR R4 ``collection`` Bundle: DiagnosticReport, its Observations, the model as Device.
-
-    The report's status is ``preliminary``: it is an unverified machine result that
-    a clinician has not reviewed, so it must not be presented as ``final``. No
-    patient, subject or DICOM identifier is included (none is read). The report has
-    no ``performer``: R4 allows only Practitioner, PractitionerRole, Organization or
-    CareTeam there; each Observation names the model in ``device`` instead.
-    """
-    spec = spec_for(entry)
-    dev = fhir.device(entry)
-    when = fhir.now()
-    pred = result["prediction"]
-    positive = pred["label"] == spec.positive
-    p_pos = pred["probabilities"][spec.positive]
-    common: dict[str, Any] = {
-        "status": "preliminary",
-        "category": [{"coding": [{"system": _OBS_CATEGORY, "code": "imaging", "display": "Imaging"}]}],
-        "effectiveDateTime": when,
-        "issued": when,
-        "device": fhir.ref(dev),
-    }
-    finding: dict[str, Any] = {
-        "resourceType": "Observation",
-        "id": _uuid(),
-        **common,
-        "code": {"text": spec.finding_text},
-        "valueCodeableConcept": {"text": pred["label"]},
-        "interpretation": [
-            {
-                "coding": [
-                    {
-                        "system": _INTERPRETATION,
-                        "code": "POS" if positive else "NEG",
-                        "display": "Positive" if positive else "Negative",
-                    }
-                ],
-                "text": f"{spec.positive} {'suggested' if positive else 'not suggested'} at threshold "
-                f"{spec.threshold:.4g}",
-            }
-        ],
-        "note": [{"text": "Machine output of a research model; not reviewed by a clinician."}],
-    }
-    probabilities = [
-        {
-            "resourceType": "Observation",
-            "id": _uuid(),
-            **common,
-            "code": {"text": f"AI-estimated probability of {label}"},
-            "valueQuantity": {
-                "value": p,
-                "unit": "probability",
-                "system": "http://unitsofmeasure.org",
-                "code": "1",
-            },
-        }
-        for label, p in pred["probabilities"].items()
-    ]
-    observations = [finding, *probabilities]
-    report: dict[str, Any] = {
-        "resourceType": "DiagnosticReport",
-        "id": _uuid(),
-        "identifier": [{"system": "https://medserve.dev/request", "value": request_id}],
-        "status": "preliminary",
-        "category": [{"coding": [{"system": _CATEGORY, "code": "RAD", "display": "Radiology"}]}],
-        "code": {"text": spec.report_text},
-        "effectiveDateTime": when,
-        "issued": when,
-        "result": [fhir.ref(o) for o in observations],
-        "conclusion": (
-            f"{pred['label']} (probability of {spec.positive} {p_pos:.3f}, threshold {spec.threshold:.4g}). "
-            "Preliminary machine result of a research model; not for clinical use."
-            + (" Trained on SYNTHETIC data: no clinical meaning." if entry.synthetic else "")
-        ),
-    }
-    if result.get("heatmap"):
-        hm = result["heatmap"]
-        report["presentedForm"] = [
-            {
-                "contentType": "image/png",
-                "data": hm["png"],
-                "title": f"class activation map for {spec.positive} ({hm['width']}x{hm['height']})",
-            }
-        ]
-    return fhir.bundle([report, *observations, dev])

@@ -1,0 +1,95 @@
+"""Task ``imaging``: radiograph classification (PNG, JPEG, DICOM) with an in-graph CAM heatmap.
+
+Import-light on purpose: :mod:`.decode` needs only NumPy and Pillow (pydicom is imported
+inside its DICOM branch), :mod:`.service` adds the model glue, :mod:`.fhir` the report.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from medserve.tasks.base import HttpRequest, Task
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medserve.registry import ModelEntry
+
+RAW_CONTENT_TYPES: tuple[str, ...] = ("image/png", "image/jpeg", "application/dicom")
+"""Raw-body media types the imaging route reads (the template lists them as BinaryMediaTypes)."""
+
+
+class ImagingTask(Task):
+    """``POST /v1/imaging/{model_id}/predict``: raw image bytes, or ``{"image": base64, "explain"}``."""
+
+    name = "imaging"
+    raw_content_types = RAW_CONTENT_TYPES
+    summary = "Image classification with optional CAM heatmap"
+
+    def build_spec(self, entry: ModelEntry) -> Any:
+        from medserve.tasks.imaging.service import ImagingSpec
+
+        return ImagingSpec(entry)
+
+    def parse(self, entry: ModelEntry, request: HttpRequest) -> Any:
+        from medserve.tasks.imaging.service import parse
+
+        return parse(request)
+
+    def predict(self, entry: ModelEntry, parsed: list[Any]) -> list[dict[str, Any]]:
+        from medserve.tasks.imaging.service import predict
+
+        return [predict(entry, request) for request in parsed]
+
+    def fhir(self, entry: ModelEntry, parsed: Any, result: dict[str, Any], request_id: str) -> dict[str, Any]:
+        from medserve.tasks.imaging.fhir import bundle
+
+        return bundle(entry, result, request_id)
+
+    def batch(self, entry: ModelEntry, data: bytes, name: str, *, max_rows: int) -> dict[str, Any]:
+        """One image per object, decoded exactly as the API decodes it."""
+        from medserve.tasks.imaging.decode import decode_image
+        from medserve.tasks.imaging.service import predict_decoded
+
+        image = decode_image(data, spec=entry.spec.image, field="object")
+        result = predict_decoded(entry, image, explain=False)
+        return {
+            "format": image.format,
+            "prediction": result["prediction"],
+            "summary": {"rows": 1, "ok": 1, "failed": 0},
+            "warnings": list(result.get("warnings", [])),
+        }
+
+    def request_schema(self, entries: list[ModelEntry]) -> dict[str, Any]:
+        from medserve.tasks.imaging.service import JSON_BODY
+
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        return {"application/json": {"schema": JSON_BODY.json_schema()}, **{t: binary for t in RAW_CONTENT_TYPES}}
+
+    def query_parameters(self) -> list[dict[str, Any]]:
+        return [{"name": "explain", "in": "query", "schema": {"type": "boolean"}}]
+
+    def response_schema(self) -> dict[str, Any]:
+        return {
+            "prediction": {
+                "type": "object",
+                "properties": {
+                    "label": {"type": "string"},
+                    "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
+                },
+            },
+            "heatmap": {
+                "oneOf": [
+                    {"type": "null"},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "png": {"type": "string"},
+                            "width": {"type": "integer"},
+                            "height": {"type": "integer"},
+                        },
+                    },
+                ]
+            },
+        }
+
+
+TASK = ImagingTask()
