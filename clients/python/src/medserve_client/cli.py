@@ -186,7 +186,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         fhir=args.fhir,
         content_type=media or None,
     )
-    if args.heatmap and not args.fhir:
+    if args.heatmap:
         from medserve_client.heatmap import save_overlay
 
         saved = save_overlay(answer, raw, media, args.heatmap)
@@ -263,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.endpoint and args.stack:
         parser.error("--endpoint and --stack exclude each other")
+    if args.command == "predict" and args.heatmap and args.fhir:
+        parser.error("--heatmap needs the JSON answer; it cannot be combined with --fhir")
     handlers = {"models": cmd_models, "predict": cmd_predict, "batch": cmd_batch}
     try:
         return handlers[args.command](args)
