@@ -187,9 +187,13 @@ def test_predict_png_with_heatmap_overlay(runner: Runner, tmp_path: Path) -> Non
     assert untouched.any()  # and the image shows through where the CAM is zero
 
 
-def test_predict_dicom_fhir_bundle(runner: Runner, tmp_path: Path) -> None:
+def test_predict_dicom_fhir_bundle_and_heatmap(runner: Runner, tmp_path: Path) -> None:
     scan = tmp_path / "scan.dcm"
     scan.write_bytes(DICOM)
+    drawn = medserve("predict", "chest-xray", scan, "--heatmap", tmp_path / "cam.png", endpoint=runner.api)
+    assert drawn.code == 0, drawn.err
+    with Image.open(tmp_path / "cam.png") as overlay:
+        assert overlay.format == "PNG" and overlay.mode == "RGB"
     shown = medserve("predict", "chest-xray", scan, "--fhir", endpoint=runner.api)
     assert shown.code == 0, shown.err
     bundle = json.loads(shown.out)
