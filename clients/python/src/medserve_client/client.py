@@ -12,7 +12,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
@@ -43,14 +43,6 @@ class Model(TypedDict, total=False):
     sha256: str
     synthetic: bool
     intended_use: str
-
-
-class StackOutputs(TypedDict, total=False):
-    """The CloudFormation outputs MedServe's template declares."""
-
-    ApiUrl: str
-    InputBucketName: str
-    OutputBucketName: str
 
 
 def stack_outputs(stack: str, *, profile: str | None = None, region: str | None = None) -> dict[str, str]:
@@ -299,4 +291,4 @@ def _segment(value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
 
-__all__: Sequence[str] = ["Client", "Model", "StackOutputs", "stack_outputs", "sniff_image_type", "check_size"]
+__all__ = ["Client", "Model", "check_size", "sniff_image_type", "stack_outputs"]
