@@ -33,10 +33,11 @@ help:
 	@echo "make layer   build the python3.12 x86_64 runtime layer into $(BUILD)/runtime"
 
 # --- environments ---------------------------------------------------------------
-$(VENV)/.stamp: requirements/dev.txt layers/runtime/requirements.txt
+$(VENV)/.stamp: requirements/dev.txt layers/runtime/requirements.txt clients/python/pyproject.toml
 	$(PY312) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip 2>&1 | grep -v "is ignored" || true
 	$(VENV)/bin/pip install $(PIP_FLAGS) -r requirements/dev.txt 2>&1 | grep -v "is ignored" ; test $${PIPESTATUS[0]} -eq 0
+	$(VENV)/bin/pip install $(PIP_FLAGS) -e clients/python 2>&1 | grep -v "is ignored" ; test $${PIPESTATUS[0]} -eq 0
 	touch $@
 
 $(EXPORT_VENV)/.stamp: model_export/requirements.txt
