@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 from openapi_spec_validator import validate
 
+from medserve.openapi import openapi_document
+from medserve.registry import Registry
 from tests.conftest import MODELS, invoke, load_event
 
 ALL_IDS = sorted(p.name for p in MODELS.iterdir() if p.is_dir() and any(p.glob("*/manifest.json")))
@@ -72,3 +76,39 @@ def test_openapi_is_a_valid_document_of_every_route() -> None:
     }
     risk_enum = doc["paths"]["/v1/risk/{model_id}/predict"]["post"]["parameters"][0]["schema"]["enum"]
     assert {"breast-cancer", "diabetes-progression"} <= set(risk_enum)
+
+
+def test_model_detail_lists_versions_with_their_status() -> None:
+    status, _, body = invoke("models", load_event("models_get"))
+    assert status == 200
+    live = [v for v in body["versions"] if v["status"] == "live"]
+    assert [v["version"] for v in live] == [body["version"]]
+    assert all({"version", "sha256", "status", "created", "metrics"} <= set(v) for v in body["versions"])
+
+
+def test_openapi_request_schemas_follow_the_manifests(tmp_path: Path) -> None:
+    # Given a copy of the models where one risk model loses an input and a vitals range changes
+    shutil.copytree(MODELS, tmp_path / "models", ignore=shutil.ignore_patterns("*.npz", "*.keras"))
+    bc = next((tmp_path / "models" / "breast-cancer").glob("*/manifest.json"))
+    manifest = json.loads(bc.read_text())
+    dropped = manifest["inputs"].pop()["name"]
+    bc.write_text(json.dumps(manifest))
+    vt = next((tmp_path / "models" / "vitals-deterioration").glob("*/manifest.json"))
+    vitals = json.loads(vt.read_text())
+    for feature in vitals["vitals"]["features"]:
+        if feature["name"] == "heart_rate":
+            feature["max"] = 250.0
+    vt.write_text(json.dumps(vitals))
+    # When the document is built from that registry
+    doc = openapi_document(Registry.load(tmp_path / "models", sessions=False))
+    validate(doc)
+    # Then the risk request schema has exactly the new inputs, and vitals the new range
+    post = doc["paths"]["/v1/risk/{model_id}/predict"]["post"]
+    items = post["requestBody"]["content"]["application/json"]["schema"]["properties"]["instances"]["items"]
+    variant = next(v for v in items["oneOf"] if v["title"] == "breast-cancer")
+    assert variant["required"] == [i["name"] for i in manifest["inputs"]]
+    assert dropped not in variant["properties"]
+    vpost = doc["paths"]["/v1/vitals/{model_id}/predict"]["post"]
+    vschema = vpost["requestBody"]["content"]["application/json"]["schema"]
+    hr = vschema["properties"]["observations"]["items"]["properties"]["heart_rate"]
+    assert hr["maximum"] == 250.0

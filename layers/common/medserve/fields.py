@@ -270,3 +270,19 @@ def number_fields(inputs: Sequence[Mapping[str, Any]]) -> tuple[Field, ...]:
         )
         for i in inputs
     )
+
+
+# --- small JSON Schema builders (response documents) ---------------------------------------
+def schema_object(properties: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """``{"type": "object", "properties": ...}`` plus any keywords."""
+    return {"type": "object", "properties": properties, **extra}
+
+
+def schema_map(value_type: str) -> dict[str, Any]:
+    """An object of arbitrary keys whose values are ``value_type``."""
+    return {"type": "object", "additionalProperties": {"type": value_type}}
+
+
+def schema_types(**names: str) -> dict[str, Any]:
+    """``{name: {"type": t}}`` for each ``name=t``."""
+    return {name: {"type": kind} for name, kind in names.items()}

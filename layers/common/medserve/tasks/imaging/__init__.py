@@ -68,27 +68,12 @@ class ImagingTask(Task):
         return [{"name": "explain", "in": "query", "schema": {"type": "boolean"}}]
 
     def response_schema(self) -> dict[str, Any]:
+        from medserve.fields import schema_map, schema_object, schema_types
+
+        heatmap = schema_object(schema_types(png="string", width="integer", height="integer"))
         return {
-            "prediction": {
-                "type": "object",
-                "properties": {
-                    "label": {"type": "string"},
-                    "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
-                },
-            },
-            "heatmap": {
-                "oneOf": [
-                    {"type": "null"},
-                    {
-                        "type": "object",
-                        "properties": {
-                            "png": {"type": "string"},
-                            "width": {"type": "integer"},
-                            "height": {"type": "integer"},
-                        },
-                    },
-                ]
-            },
+            "prediction": schema_object({"label": {"type": "string"}, "probabilities": schema_map("number")}),
+            "heatmap": {"oneOf": [{"type": "null"}, heatmap]},
         }
 
 

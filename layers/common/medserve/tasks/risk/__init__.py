@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from medserve.fields import Field, Record, number_fields
+from medserve.fields import Field, Record, number_fields, schema_map, schema_object, schema_types
 from medserve.tasks.base import HttpRequest, Task
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -92,22 +92,15 @@ class RiskTask(Task):
         return {"application/json": {"schema": schema}}
 
     def response_schema(self) -> dict[str, Any]:
-        return {
-            "predictions": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "label": {"type": "string"},
-                        "probability": {"type": "number"},
-                        "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
-                        "value": {"type": "number"},
-                        "unit": {"type": ["string", "null"]},
-                        "contributions": {"type": "object", "additionalProperties": {"type": "number"}},
-                    },
-                },
+        prediction = schema_object(
+            {
+                **schema_types(label="string", probability="number", value="number"),
+                "probabilities": schema_map("number"),
+                "unit": {"type": ["string", "null"]},
+                "contributions": schema_map("number"),
             }
-        }
+        )
+        return {"predictions": {"type": "array", "items": prediction}}
 
 
 TASK = RiskTask()

@@ -63,34 +63,14 @@ class VitalsTask(Task):
         return {"application/json": {"schema": schema}}
 
     def response_schema(self) -> dict[str, Any]:
+        from medserve.fields import schema_map, schema_object, schema_types
+
+        risk = {"type": "string", "enum": ["low", "low-medium", "medium", "high"]}
+        window = schema_object(schema_types(start="string", end="string", weight="number"))
         return {
-            "prediction": {
-                "type": "object",
-                "properties": {
-                    "probability": {"type": "number"},
-                    "label": {"type": "string"},
-                    "horizon_hours": {"type": "number"},
-                },
-            },
-            "news2": {
-                "type": "object",
-                "properties": {
-                    "score": {"type": "integer"},
-                    "risk": {"type": "string", "enum": ["low", "low-medium", "medium", "high"]},
-                    "components": {"type": "object", "additionalProperties": {"type": "integer"}},
-                },
-            },
-            "contributions": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "start": {"type": "string"},
-                        "end": {"type": "string"},
-                        "weight": {"type": "number"},
-                    },
-                },
-            },
+            "prediction": schema_object(schema_types(probability="number", label="string", horizon_hours="number")),
+            "news2": schema_object({"score": {"type": "integer"}, "risk": risk, "components": schema_map("integer")}),
+            "contributions": {"type": "array", "items": window},
         }
 
 
