@@ -201,7 +201,6 @@ def measurement_report(source: Dataset, entry: Any, prediction: dict[str, Any]) 
                         name=codes.DCM.Probability,
                         value=round(probabilities[label], 6),
                         unit=unit,
-                        algorithm_id=algorithm,
                     )
                 ],
                 qualitative_evaluations=evaluations or None,
