@@ -6,8 +6,12 @@ import email.parser
 import email.policy
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -205,3 +209,15 @@ def test_canary_is_in_the_sr_and_in_no_log_record(source: Dataset, caplog: pytes
     assert CANARY not in caplog.text
     assert refused.value.status == 422 and CANARY not in json.dumps(refused.value.to_dict())
     assert refused.value.__cause__ is None and "image" in json.dumps(refused.value.to_dict())
+
+
+def test_importing_the_output_modules_loads_no_dicom_library() -> None:
+    code = (
+        "import sys\n"
+        "import medserve.sr, medserve.audit, medserve.provenance\n"
+        "print(sorted(m for m in ('pydicom', 'highdicom') if m in sys.modules))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": f"{root / 'layers' / 'common'}{os.pathsep}{root}"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.strip() == "[]"
