@@ -21,6 +21,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 
 from medserve import sr
+from medserve.imaging.service import heatmap
 from medserve.problems import Problem
 from medserve.registry import Registry
 from tests.conftest import MODELS
@@ -159,6 +160,17 @@ def test_heatmap_capture_overlays_the_source(source: Dataset) -> None:
     assert hd.imread(BytesIO(out.heatmap)).get_frame(1).shape == (source.Rows, source.Columns)
 
 
+def test_the_routes_rendered_png_heatmap_is_accepted(source: Dataset) -> None:
+    cam = np.full((16, 16), -1.0, dtype=np.float32)
+    cam[12, 3] = 2.0
+    rendered = heatmap(cam, width=int(source.Columns), height=int(source.Rows))  # what the imaging route returns
+    out = sr.build(source, ENTRY, PREDICTION, heatmap=rendered)
+    assert out.heatmap is not None
+    pixels = pydicom.dcmread(BytesIO(out.heatmap)).pixel_array
+    y, x = np.unravel_index(np.argmax(pixels), pixels.shape)
+    assert abs(x / source.Columns - 3.5 / 16) < 0.07 and abs(y / source.Rows - 12.5 / 16) < 0.07
+
+
 def test_sr_from_bytes_equals_from_dataset(source: Dataset) -> None:
     buf = BytesIO()
     source.save_as(buf, enforce_file_format=True)
@@ -179,6 +191,12 @@ def test_multipart_related_parses_with_the_stdlib(source: Dataset) -> None:
     payloads = [p.get_payload(decode=True) for p in parts]
     assert payloads == [out.sr, out.heatmap]
     assert pydicom.dcmread(BytesIO(payloads[0])).Modality == "SR"
+
+
+def test_bytes_that_are_not_dicom_are_a_422_problem() -> None:
+    with pytest.raises(Problem) as refused:
+        sr.build(b"\x89PNG\r\n\x1a\n" + b"\0" * 64, ENTRY, PREDICTION, field="body")
+    assert refused.value.status == 422
 
 
 def test_without_heatmap_the_body_is_the_sr_alone(source: Dataset) -> None:

@@ -257,18 +257,31 @@ def heatmap_pixels(cam: np.ndarray, rows: int, columns: int) -> np.ndarray:
     return np.clip(np.round(scaled * 255.0), 0, 255).astype(np.uint8)
 
 
-def heatmap_capture(source: Dataset, entry: Any, cam: np.ndarray) -> Any:
+def _cam_grid(heatmap: np.ndarray | dict[str, Any]) -> np.ndarray:
+    """A CAM grid, or the imaging route's rendered heatmap ``{"png": base64, ...}`` as an array."""
+    if isinstance(heatmap, dict):
+        import base64
+
+        from PIL import Image
+
+        with Image.open(BytesIO(base64.b64decode(heatmap["png"]))) as im:
+            return np.asarray(im.convert("L"), dtype=np.float32)
+    return np.asarray(heatmap, dtype=np.float32)
+
+
+def heatmap_capture(source: Dataset, entry: Any, cam: np.ndarray | dict[str, Any]) -> Any:
     """A Secondary Capture of the heatmap on the source's pixel grid, in the source's study.
 
-    The capture references the source in its Source Image Sequence (purpose: source
-    image for image processing operation) and copies its Pixel Spacing, so a viewer
-    can overlay the two.
+    ``cam`` is the model's CAM grid, or the heatmap the imaging route already
+    rendered (``result["heatmap"]``, a PNG). The capture references the source in its
+    Source Image Sequence (purpose: source image for image processing operation) and
+    copies its Pixel Spacing, so a viewer can overlay the two.
     """
     hd = _hd()
     from pydicom.dataset import Dataset as PydicomDataset
 
     rows, columns = int(source.Rows), int(source.Columns)
-    pixels = heatmap_pixels(cam, rows, columns)
+    pixels = heatmap_pixels(_cam_grid(cam), rows, columns)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sc = hd.sc.SCImage.from_ref_dataset(
@@ -310,11 +323,14 @@ def build(
     source: Dataset | bytes,
     entry: Any,
     prediction: dict[str, Any],
-    heatmap: np.ndarray | None = None,
+    heatmap: np.ndarray | dict[str, Any] | None = None,
     *,
     field: str = "body",
 ) -> DicomOutputs:
-    """Encode the SR (and the heatmap capture when a CAM grid is given) of one prediction.
+    """Encode the SR (and the heatmap capture when a heatmap is given) of one prediction.
+
+    The imaging route can pass what it has: ``build(request.data, entry,
+    result["prediction"], heatmap=result["heatmap"])``.
 
     Raises
     ------
@@ -322,15 +338,17 @@ def build(
         422 naming ``field`` when the source's attributes cannot go into an SR; the
         problem quotes no value.
     """
+    from pydicom.errors import InvalidDicomError
+
     from medserve.problems import unprocessable
 
-    ds = read_source(source) if isinstance(source, bytes | bytearray) else source
     try:
+        ds = read_source(bytes(source)) if isinstance(source, bytes | bytearray) else source
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sr = _to_bytes(measurement_report(ds, entry, prediction))
             sc = None if heatmap is None else _to_bytes(heatmap_capture(ds, entry, heatmap))
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError, EOFError, InvalidDicomError) as exc:
         # highdicom refuses sources whose Patient/Study attributes break their VR rules (a
         # multi-valued Patient's Name, a missing Study Instance UID). Its message may quote the
         # value, so only the exception type is named, and the cause is dropped.
