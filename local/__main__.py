@@ -1,7 +1,8 @@
 """``python -m local`` (``make run``): serve the template's API, start the extras, wait for Ctrl-C.
 
 Environment: ``HOST`` (default 127.0.0.1), ``PORT`` (default 3000), ``MEDSERVE_MODELS_DIR``
-(default ``layers/models``), ``MEDSERVE_LOCAL_EXTRAS`` (see :mod:`local.extras`).
+(default ``layers/models``), ``MEDSERVE_LOCAL_EXTRAS`` (see :mod:`local.extras`),
+``MEDSERVE_AUDIT_FILE`` (default ``.local/audit.jsonl``: where the audit records are appended).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def banner(api: LocalApi, failures: dict[str, BaseException], extra_lines: list[
     lines.append("")
     lines.append(f"models dir: {api.models_dir}")
     lines.append("auth:       no auth locally (IAM / SigV4 on AWS, except where the table says none)")
+    if os.environ.get("MEDSERVE_AUDIT_FILE"):
+        lines.append(f"audit:      {os.environ['MEDSERVE_AUDIT_FILE']} (one FHIR AuditEvent per line)")
     for fid, exc in failures.items():
         lines.append(f"INIT FAILED: {fid}: {exc.__cause__!r} (its routes answer 502; see the log above)")
     lines.extend(extra_lines)
@@ -53,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
+    # Where medserve.audit appends its AuditEvents locally (deployed: stdout -> CloudWatch -> the audit bucket).
+    os.environ.setdefault("MEDSERVE_AUDIT_FILE", os.path.abspath(os.path.join(".local", "audit.jsonl")))
     api = LocalApi(args.template, host=args.host, port=args.port, eager=False)
     failures = api.init_functions()
     try:
