@@ -10,13 +10,21 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from medserve import v2
-from medserve.api import create_app, header, json_response, lambda_entry, request_id
+from medserve.api import create_app, header, json_response, lambda_entry, problem_response, request_id
 from medserve.registry import Registry
 
 REGISTRY = Registry.from_env()  # Lambda init: every model's session opened once
 app = create_app(accepted_content_types=(v2.OCTET_STREAM,))
+
+
+@app.not_found
+def no_route(_: NotFoundError) -> Response:
+    """Every path below /v2 reaches this function: 404/405 without repeating the path."""
+    event = app.current_event
+    return problem_response(v2.no_route(event.http_method, app.allowed_methods(event.path)), request_id(app))
 
 
 @app.get("/v2")

@@ -146,13 +146,14 @@ def test_model_metadata_is_the_onnx_session_signature(entry: Any) -> None:
         "/v2/models/Jane%20Doe%201970",
         "/v2/models/breast-cancer/versions/Jane%20Doe",
         "/v2/models/breast-cancer/config",
-        "/v2/nothing",
+        "/v2/nothing/Jane%20Doe",
+        "/v2/models/breast-cancer/Jane%20Doe/infer",
     ],
 )
 def test_unknown_model_version_or_route_is_404_without_echo(path: str) -> None:
     status, headers, body, _ = call(event("GET", path))
     assert_problem(status, headers, body, 404)
-    assert "Jane" not in json.dumps(body)
+    assert "Jane" not in json.dumps(body) and "config" not in json.dumps(body)
 
 
 def test_unknown_version_on_infer_is_404() -> None:

@@ -38,7 +38,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from medserve import __version__
 from medserve.api import logger, metrics
-from medserve.problems import PROBLEM_CONTENT_TYPE, Problem, not_found, unsupported_media_type
+from medserve.problems import PROBLEM_CONTENT_TYPE, Problem, method_not_allowed, not_found, unsupported_media_type
 
 SERVER_NAME = "medserve"
 EXTENSIONS: tuple[str, ...] = ("binary_tensor_data",)
@@ -113,10 +113,22 @@ def with_error_member(body: dict[str, Any], *, omitted: int = 0) -> dict[str, An
         body["errors_omitted"] = int(body.get("errors_omitted", 0)) + omitted
     if "error" not in body:
         text = f"{body.get('title', 'Error')}: {body.get('detail', '')}".rstrip(": ")
-        if errors and isinstance(errors[0], dict):
+        if errors and isinstance(errors[0], dict) and errors[0].get("message") != body.get("detail"):
             text += f" ({errors[0].get('field')}: {errors[0].get('message')})"
         body["error"] = text
     return body
+
+
+def no_route(method: str, allowed: list[str]) -> Problem:
+    """405 (with ``Allow``) for a known path, else 404; the path the caller sent is not repeated."""
+    if allowed:
+        return method_not_allowed(method if _FIELD.match(method) else "this method", allowed)
+    return V2Problem(
+        404,
+        "Not Found",
+        "no such route; the protocol's routes are /v2, /v2/health/{live,ready}, "
+        "/v2/models/{name}[/versions/{version}][/ready|/infer]",
+    )
 
 
 def invalid(errors: list[tuple[str, str]], omitted: int = 0) -> V2Problem:
