@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -33,8 +34,10 @@ def manifest(model_id: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def client(server: str) -> httpclient.InferenceServerClient:
-    return httpclient.InferenceServerClient(url=server.removeprefix("http://"))
+def client(server: str) -> Iterator[httpclient.InferenceServerClient]:
+    c = httpclient.InferenceServerClient(url=server.removeprefix("http://"))
+    yield c
+    c.close()
 
 
 def _tensors(model_id: str) -> tuple[dict[str, np.ndarray], str]:

@@ -180,6 +180,7 @@ def test_committed_event_answers_the_models_own_output() -> None:
     assert body["model_name"] == "breast-cancer" and body["model_version"] == "1.0.0" and body["id"] == "example-1"
     entry = REGISTRY.get("breast-cancer")
     assert body["parameters"]["sha256"] == entry.sha256 and body["parameters"]["synthetic"] is False
+    assert "warning" not in body["parameters"]
     (out,) = body["outputs"]
     expected = entry.run({"features": risk_x()})["probability"]
     assert out["name"] == "probability" and out["datatype"] == "FP32" and out["shape"] == list(expected.shape)
@@ -235,6 +236,7 @@ def test_imaging_returns_both_outputs_and_only_those_asked_for() -> None:
     x = np.full((1, 128, 128, 1), 0.5, dtype=np.float32)
     status, _, body = post("chest-xray", {"inputs": [tensor("image", x)]})
     assert status == 200
+    assert body["parameters"]["synthetic"] is True and "SYNTHETIC" in body["parameters"]["warning"]
     assert [o["name"] for o in body["outputs"]] == ["probabilities", "cam"]
     assert sum(body["outputs"][0]["data"]) == pytest.approx(1.0, abs=1e-5)
     only = post("chest-xray", {"inputs": [tensor("image", x)], "outputs": [{"name": "cam"}]})[2]

@@ -37,7 +37,7 @@ import numpy as np
 from aws_lambda_powertools.metrics import MetricUnit
 
 from medserve import __version__
-from medserve.api import logger, metrics
+from medserve.api import SYNTHETIC_WARNING, logger, metrics
 from medserve.problems import PROBLEM_CONTENT_TYPE, Problem, method_not_allowed, not_found, unsupported_media_type
 
 SERVER_NAME = "medserve"
@@ -665,7 +665,12 @@ def infer(entry: Any, request: InferRequest, *, request_id: str, binary_ok: bool
         "model_name": entry.id,
         "model_version": entry.version,
         "id": request.id or request_id,
-        "parameters": {"request_id": request_id, "sha256": entry.sha256, "synthetic": entry.synthetic},
+        "parameters": {
+            "request_id": request_id,
+            "sha256": entry.sha256,
+            "synthetic": entry.synthetic,
+            **({"warning": SYNTHETIC_WARNING} if entry.synthetic else {}),
+        },
         "outputs": outputs,
     }
     head = json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
