@@ -798,18 +798,16 @@ def openapi_paths(model_ids: list[str]) -> dict[str, Any]:
         },
     }
 
-    def get(summary: str, *params: dict[str, Any], open_: bool = False) -> dict[str, Any]:
+    def get(summary: str, *params: dict[str, Any]) -> dict[str, Any]:
         op: dict[str, Any] = {"summary": summary, "responses": {"200": {"description": "ok"}, **errs}}
         if params:
             op["parameters"] = list(params)
-        if open_:
-            op["security"] = []
         return {"get": op}
 
     return {
         "/v2": get("Server metadata (name, version, extensions)"),
-        "/v2/health/live": get("Server liveness (protocol v2)", open_=True),
-        "/v2/health/ready": get("Server readiness (protocol v2)", open_=True),
+        "/v2/health/live": get("Server liveness (protocol v2)"),
+        "/v2/health/ready": get("Server readiness (protocol v2)"),
         "/v2/models/{name}": get("Model metadata: versions, platform, input and output tensors", name),
         "/v2/models/{name}/versions/{version}": get("Model metadata of one version", name, version),
         "/v2/models/{name}/ready": get("Model readiness", name),
