@@ -46,8 +46,8 @@ def bench_outputs(n: int = 2000) -> dict[str, Any]:
     from pydicom.data import get_testdata_file
 
     from medserve import audit, provenance, sr
-    from medserve.imaging import service as imaging
     from medserve.registry import Registry
+    from medserve.tasks.imaging import service as imaging
 
     entry = Registry.load(ROOT / "layers" / "models", task="imaging", sessions=False).get("chest-xray")
     event = json.loads((ROOT / "events" / "imaging_dicom.json").read_text())

@@ -63,7 +63,7 @@ def test_fhir_bundle_over_http(server: str, http: requests.Session) -> None:
     )
     assert r.status_code == 200, r.text
     kinds = sorted({e["resource"]["resourceType"] for e in r.json()["entry"]})
-    assert kinds == ["Device", "DiagnosticReport", "Observation"]
+    assert kinds == ["Device", "DiagnosticReport", "Observation", "Provenance"]
 
 
 def test_bad_inputs_are_problems_never_5xx(server: str, http: requests.Session) -> None:

@@ -46,7 +46,7 @@ def test_fhir_over_http(server: str, http: requests.Session) -> None:
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("application/fhir+json")
     kinds = sorted(e["resource"]["resourceType"] for e in r.json()["entry"])
-    assert kinds == ["Device", "Observation", "RiskAssessment"]
+    assert kinds == ["Device", "Observation", "Provenance", "RiskAssessment"]
 
 
 def test_bad_inputs_are_problems_never_5xx(server: str, http: requests.Session) -> None:

@@ -24,8 +24,9 @@ FUNCTIONS = {
     "ImagingFunction": "functions/imaging/",
     "VitalsFunction": "functions/vitals/",
     "BatchFunction": "functions/batch/",
+    "InferenceFunction": "functions/inference/",
 }
-API_FUNCTIONS = ["ModelsFunction", "RiskFunction", "ImagingFunction", "VitalsFunction"]
+API_FUNCTIONS = ["ModelsFunction", "RiskFunction", "ImagingFunction", "VitalsFunction", "InferenceFunction"]
 
 # shared/API.md, "Routes": method, path -> function. Each path also has an ANY twin
 # on the same function so that a wrong method reaches it and gets a 405 problem.
@@ -37,7 +38,10 @@ CONTRACT_ROUTES = {
     ("POST", "/v1/imaging/{model_id}/predict"): "ImagingFunction",
     ("POST", "/v1/vitals/{model_id}/predict"): "VitalsFunction",
     ("GET", "/openapi.json"): "ModelsFunction",
+    ("GET", "/v2"): "InferenceFunction",
 }
+# The Open Inference Protocol v2 below /v2 (docs/v2.md): one greedy route, routed by the function.
+PROXY_ROUTES = {("ANY", "/v2/{proxy+}"): "InferenceFunction"}
 # /v1/health is open on every method (GET answers, the rest get the function's 405).
 OPEN_ROUTES = {("GET", "/v1/health"), ("ANY", "/v1/health")}
 ANY = "x-amazon-apigateway-any-method"
@@ -68,7 +72,7 @@ def _target_function(operation: dict[str, Any]) -> str:
     return match.group(1)
 
 
-def test_five_python312_x86_64_functions_with_the_three_layers(of_type: Callable[[str], Resources]) -> None:
+def test_every_function_is_python312_x86_64_with_the_three_layers(of_type: Callable[[str], Resources]) -> None:
     functions = of_type("AWS::Lambda::Function")
     layers = of_type("AWS::Lambda::LayerVersion")
 
@@ -123,6 +127,7 @@ def test_routes_are_exactly_the_contract_plus_any_twins(of_type: Callable[[str],
     routes = _routes(_api_body(of_type))
     expected = dict(CONTRACT_ROUTES)
     expected.update({("ANY", path): fn for (_method, path), fn in CONTRACT_ROUTES.items()})
+    expected.update(PROXY_ROUTES)
 
     assert {route: _target_function(op) for route, op in routes.items()} == expected
     for route, op in routes.items():
@@ -161,6 +166,7 @@ def test_binary_media_types(of_type: Callable[[str], Resources]) -> None:
         "image/png",
         "image/jpeg",
         "application/dicom",
+        "application/octet-stream",
     }
 
 

@@ -216,7 +216,7 @@ def test_fhir_bundle_has_report_observations_and_device() -> None:
         assert entry["fullUrl"] == f"urn:uuid:{res['id']}"
         urls.add(entry["fullUrl"])
         by_type.setdefault(res["resourceType"], []).append(res)
-    assert set(by_type) == {"DiagnosticReport", "Observation", "Device"}
+    assert set(by_type) == {"DiagnosticReport", "Observation", "Device", "Provenance"}
     (report,) = by_type["DiagnosticReport"]
     (device,) = by_type["Device"]
     assert report["status"] == "preliminary"

@@ -73,6 +73,15 @@ def test_openapi_is_a_valid_document_of_every_route() -> None:
         "/v1/imaging/{model_id}/predict",
         "/v1/vitals/{model_id}/predict",
         "/openapi.json",
+        "/v2",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/{name}",
+        "/v2/models/{name}/versions/{version}",
+        "/v2/models/{name}/ready",
+        "/v2/models/{name}/versions/{version}/ready",
+        "/v2/models/{name}/infer",
+        "/v2/models/{name}/versions/{version}/infer",
     }
     risk_enum = doc["paths"]["/v1/risk/{model_id}/predict"]["post"]["parameters"][0]["schema"]["enum"]
     assert {"breast-cancer", "diabetes-progression"} <= set(risk_enum)

@@ -11,6 +11,7 @@ in R4B.
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import json
@@ -21,10 +22,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medserve import fhir, provenance, risk
-from medserve.imaging import service as imaging
+from medserve import provenance, tasks
 from medserve.registry import Registry
-from medserve.vitals import service as vitals
+from medserve.tasks.base import HttpRequest
 from tests.conftest import MODELS, load_event
 
 R4B = pytest.importorskip("fhir.resources.R4B.bundle")
@@ -46,16 +46,17 @@ def _png() -> bytes:
 
 
 def build_bundle(model_id: str) -> dict[str, Any]:
-    """The Bundle the current code builds for one prediction of this model."""
+    """The Bundle the current code builds for one prediction of this model (through its task)."""
     entry = REGISTRY.get(model_id)
-    if entry.task == "risk":
-        return fhir.risk_bundle(entry, risk.predict(entry, _instances(model_id), explain_=True), "rid-risk")
+    task = tasks.get(entry.task)
     if entry.task == "imaging":
-        request = imaging.ImageRequest(data=_png(), explain=True, field="image")
-        return imaging.fhir_bundle(entry, imaging.predict(entry, request), "rid-imaging")
-    body = json.loads(load_event("vitals_predict")["body"])
-    parsed = vitals.parse(entry, body)
-    return vitals.fhir_bundle(entry, parsed, vitals.predict(entry, parsed), "rid-vitals")
+        body = json.dumps({"image": base64.b64encode(_png()).decode(), "explain": True})
+    elif entry.task == "vitals":
+        body = load_event("vitals_predict")["body"]
+    else:
+        body = json.dumps({"instances": _instances(model_id), "explain": True})
+    parsed = task.parse(entry, HttpRequest(body, content_type="application/json"))
+    return task.fhir(entry, parsed, task.predict(entry, [parsed])[0], f"rid-{entry.task}")
 
 
 MODEL_IDS = sorted(e.id for e in REGISTRY.entries())

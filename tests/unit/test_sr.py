@@ -21,9 +21,9 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 
 from medserve import sr
-from medserve.imaging.service import heatmap
 from medserve.problems import Problem
 from medserve.registry import Registry
+from medserve.tasks.imaging.service import heatmap
 from tests.conftest import MODELS
 
 CANARY = "ZZCANARY^QX7"

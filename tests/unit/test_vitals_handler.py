@@ -192,7 +192,7 @@ def test_fhir_bundle() -> None:
     assert bundle["resourceType"] == "Bundle"
     assert bundle["type"] == "collection"
     by_type = {e["resource"]["resourceType"]: e for e in bundle["entry"]}
-    assert set(by_type) == {"Device", "Observation", "RiskAssessment"}
+    assert set(by_type) == {"Device", "Observation", "RiskAssessment", "Provenance"}
     for e in bundle["entry"]:
         assert e["fullUrl"] == f"urn:uuid:{e['resource']['id']}"
     device, obs, ra = (by_type[k]["resource"] for k in ("Device", "Observation", "RiskAssessment"))

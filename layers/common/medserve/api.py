@@ -7,7 +7,9 @@ own problems *and* Powertools' 404/405/422/parse errors) lives here, once.
 
 from __future__ import annotations
 
+import base64
 import binascii
+import hashlib
 import json
 import math
 import os
@@ -24,13 +26,14 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
-from medserve import tasks
+from medserve import audit, provenance, tasks
 from medserve.problems import (
     PROBLEM_CONTENT_TYPE,
     Problem,
     bad_request,
     frames,
     method_not_allowed,
+    not_acceptable,
     not_found,
     unsupported_media_type,
 )
@@ -51,6 +54,27 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 logger = Logger(log_uncaught_exceptions=False)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MedServe"))
+
+
+def binary_response(body: bytes, rid: str, *, content_type: str) -> Response:
+    """A binary success response (API Gateway returns it base64-decoded: a binary media type)."""
+    return Response(status_code=200, content_type=content_type, body=body, headers={"X-Request-Id": rid})
+
+
+def input_digest(event: dict[str, Any]) -> tuple[str | None, int | None]:
+    """``(sha256 hex, size)`` of the request body's bytes, or ``(None, None)`` without a body."""
+    body = event.get("body")
+    if not body:
+        return None, None
+    if event.get("isBase64Encoded"):
+        try:
+            data = base64.b64decode(body)
+        except (binascii.Error, ValueError):
+            data = body.encode("utf-8", "surrogateescape")
+    else:
+        data = body.encode("utf-8", "surrogateescape")
+    return hashlib.sha256(data).hexdigest(), len(data)
+
 
 _JSON_TYPES = re.compile(r"^application/([a-z0-9.+-]*\+)?json$")
 
@@ -73,6 +97,8 @@ class MedServeResolver(APIGatewayRestResolver):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.route_table: list[tuple[re.Pattern[str], str]] = []
+        self.answered_by: Any = None
+        """The model entry of the current request, once looked up (for the audit record)."""
 
     def route(self, rule: str, method: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: D401
         methods = [method] if isinstance(method, str) else list(method)
@@ -126,12 +152,31 @@ def _accept_q(accept: str) -> dict[str, float]:
     return out
 
 
+def negotiate(app: APIGatewayRestResolver, available: tuple[str, ...]) -> str | None:
+    """The best of ``available`` for the caller's ``Accept`` (q-values honoured), or ``None`` (406).
+
+    No ``Accept`` (or ``*/*``) gets the first; ``application/*`` matches any application type;
+    on equal quality an explicitly named type wins over a wildcard, and earlier ``available``
+    wins over later.
+    """
+    raw = header(app, "accept")
+    if not raw.strip():
+        return available[0]
+    q = _accept_q(raw)
+    best, best_key = None, (0.0, 0)
+    for rank, kind in enumerate(available):
+        main = kind.split("/", 1)[0]
+        explicit = q.get(kind)
+        quality = explicit if explicit is not None else max(q.get(f"{main}/*", 0.0), q.get("*/*", 0.0))
+        key = (quality, 1 if explicit is not None else 0)
+        if quality > 0.0 and (best is None or key > best_key or (key == best_key and rank < available.index(best))):
+            best, best_key = kind, key
+    return best
+
+
 def wants_fhir(app: APIGatewayRestResolver) -> bool:
-    """True when the caller's ``Accept`` prefers FHIR JSON (q-values honoured; a tie goes to FHIR)."""
-    q = _accept_q(header(app, "accept"))
-    fhir = q.get(FHIR_JSON, 0.0)
-    plain = max(q.get(JSON, 0.0), q.get("application/*", 0.0), q.get("*/*", 0.0))
-    return fhir > 0.0 and fhir >= plain
+    """True when the caller's ``Accept`` prefers FHIR JSON over plain JSON."""
+    return negotiate(app, (JSON, FHIR_JSON)) == FHIR_JSON
 
 
 def problem_response(problem: Problem, rid: str) -> Response:
@@ -239,12 +284,32 @@ def task_app(task_name: str, registry: Registry) -> MedServeResolver:
     task = tasks.get(task_name)
     app = create_app()
 
+    available = (JSON, FHIR_JSON, *task.media_types)
+
     @app.post(f"/v1/{task_name}/<model_id>/predict")
     def predict(model_id: str):  # no return annotation: Powertools would build a schema for it
         entry = registry.get(model_id, task=task_name, version=version_param(app))
+        app.answered_by = entry
+        chosen = negotiate(app, available)
+        if chosen is None:
+            raise not_acceptable(f"this route answers {', '.join(available)}; the Accept header allows none of them")
         parsed = task.parse(entry, read_request(app, task.raw_content_types))
+        if chosen in task.media_types:
+            reason = task.renderable(parsed, chosen)
+            if reason:
+                raise not_acceptable(reason)
         result = task.predict(entry, [parsed])[0]
-        return prediction_response(app, entry, result, fhir=lambda rid: task.fhir(entry, parsed, result, rid))
+        if chosen in task.media_types:
+            body, content_type = task.render(entry, parsed, result, chosen)
+            return binary_response(body, request_id(app), content_type=content_type)
+        fhir = None
+        if chosen == FHIR_JSON:
+            digest = input_digest(app.current_event.raw_event)[0] or ""
+
+            def fhir(rid: str) -> dict[str, Any]:
+                return provenance.label_and_attest(task.fhir(entry, parsed, result, rid), input_sha256=digest)
+
+        return prediction_response(app, entry, result, fhir=fhir)
 
     return app
 
@@ -269,7 +334,7 @@ def prediction_response(
     rid = request_id(app)
     metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=1)
     logger.append_keys(model_id=entry.id, model_version=entry.version)
-    if fhir is not None and wants_fhir(app):
+    if fhir is not None:
         return json_response(fhir(rid), rid, content_type=FHIR_JSON)
     body = {"model": entry.info(), "request_id": rid, **result}
     body["warnings"] = warnings_for(entry, result.get("warnings"))
@@ -296,7 +361,18 @@ def lambda_entry(app: MedServeResolver) -> Callable[[dict[str, Any], Any], dict[
     )
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         start = time.perf_counter()
+        app.answered_by = None
         response = app.resolve(event, context)
+        digest, size = input_digest(event)
+        audit.api_event(
+            event,
+            int(response.get("statusCode") or 500),
+            app.answered_by,
+            digest,
+            size,
+            (time.perf_counter() - start) * 1000,
+            request_id=(response.get("headers") or {}).get("X-Request-Id"),
+        )
         logger.info(
             "request",
             extra={

@@ -74,6 +74,8 @@ def openapi_document(registry: Any) -> dict[str, Any]:
                 "status": {"type": "integer"},
                 "detail": {"type": "string"},
                 "request_id": {"type": "string"},
+                "error": {"type": "string", "description": "/v2 routes: the Open Inference Protocol's error message"},
+                "errors_omitted": {"type": "integer"},
                 "errors": {
                     "type": "array",
                     "items": {
@@ -131,6 +133,9 @@ def openapi_document(registry: Any) -> dict[str, Any]:
                 },
             }
         }
+    from medserve.v2 import openapi_paths  # imported here: NumPy loads only when the document is asked for
+
+    paths.update(openapi_paths(sorted(sum(ids.values(), []))))
     return {
         "openapi": "3.1.0",
         "info": {

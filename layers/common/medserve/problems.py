@@ -129,6 +129,11 @@ def method_not_allowed(method: str, allowed: list[str]) -> Problem:
     return Problem(405, _title(405), f"{method} is not allowed here; allowed: {allow}", headers={"Allow": allow})
 
 
+def not_acceptable(detail: str) -> Problem:
+    """406: the ``Accept`` header allows nothing this route can produce for this input."""
+    return Problem(406, _title(406), detail, errors=field_errors([("header.accept", detail)]))
+
+
 def payload_too_large(detail: str, field: str | None = None) -> Problem:
     """413: the request or object exceeds a stated limit."""
     errs = field_errors([(field, detail)]) if field else None

@@ -66,7 +66,7 @@ def provenance(
     model = next((d["name"] for d in device.get("deviceName", []) if d.get("name")), "the model")
     return {
         "resourceType": "Provenance",
-        "id": fhir._id(),
+        "id": fhir.new_id(),
         "target": [fhir.ref(t) for t in targets],
         "recorded": recorded,
         "policy": [policy],

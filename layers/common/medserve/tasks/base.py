@@ -122,6 +122,8 @@ class Task:
     """One kind of model. Subclasses set :attr:`name` and implement the methods below."""
 
     name: ClassVar[str]
+    media_types: ClassVar[tuple[str, ...]] = ()
+    """Response media types this task renders itself (:meth:`render`), besides JSON and FHIR JSON."""
     raw_content_types: ClassVar[tuple[str, ...]] = ()
     """Non-JSON request media types the predict route reads (the template lists them as binary)."""
     summary: ClassVar[str] = ""
@@ -146,6 +148,14 @@ class Task:
 
     def fhir(self, entry: ModelEntry, parsed: Any, result: dict[str, Any], request_id: str) -> dict[str, Any]:
         """The FHIR R4 Bundle of one prediction."""
+        raise NotImplementedError
+
+    def renderable(self, parsed: Any, media_type: str) -> str | None:
+        """Why ``parsed`` cannot be answered as ``media_type`` (a 406 detail), or ``None`` when it can."""
+        return None
+
+    def render(self, entry: ModelEntry, parsed: Any, result: dict[str, Any], media_type: str) -> tuple[bytes, str]:
+        """``(body, content type)`` of a prediction in one of :attr:`media_types`."""
         raise NotImplementedError
 
     # --- batch --------------------------------------------------------------------------

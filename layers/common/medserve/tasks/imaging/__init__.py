@@ -22,6 +22,7 @@ class ImagingTask(Task):
 
     name = "imaging"
     raw_content_types = RAW_CONTENT_TYPES
+    media_types = ("application/dicom",)
     summary = "Image classification with optional CAM heatmap"
 
     def build_spec(self, entry: ModelEntry) -> Any:
@@ -43,6 +44,20 @@ class ImagingTask(Task):
         from medserve.tasks.imaging.fhir import bundle
 
         return bundle(entry, result, request_id)
+
+    def renderable(self, parsed: Any, media_type: str) -> str | None:
+        from medserve.tasks.imaging.decode import sniff
+
+        if sniff(parsed.data) != "dicom":
+            return "a DICOM Structured Report needs a DICOM input; this image is not DICOM"
+        return None
+
+    def render(self, entry: ModelEntry, parsed: Any, result: dict[str, Any], media_type: str) -> tuple[bytes, str]:
+        """The DICOM SR (TID 1500), with the heatmap as a Secondary Capture when explained."""
+        from medserve import sr
+
+        heatmap = result.get("heatmap") if parsed.explain else None
+        return sr.build(parsed.data, entry, result["prediction"], heatmap=heatmap, field=parsed.field).body()
 
     def batch(self, entry: ModelEntry, data: bytes, name: str, *, max_rows: int) -> dict[str, Any]:
         """One image per object, decoded exactly as the API decodes it."""

@@ -1,6 +1,6 @@
 """Encoding of vital-sign observations into the model's input columns (NumPy only).
 
-Shared by the runtime (:mod:`medserve.vitals.service`) and the offline export
+Shared by the runtime (:mod:`medserve.tasks.vitals.service`) and the offline export
 (``model_export/vitals.py``), so training and serving encode identically.
 
 Columns of the ONNX input ``observations`` ``[N, T, 8]`` (raw units; standardisation
