@@ -119,7 +119,34 @@ def read_source(data: bytes) -> Dataset:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return pydicom.dcmread(BytesIO(data), force=True, stop_before_pixels=True)
+        ds = pydicom.dcmread(BytesIO(data), force=True, stop_before_pixels=True)
+    return with_type2_attributes(ds)
+
+
+TYPE2_PATIENT_STUDY = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+)
+"""Patient and General Study attributes of Type 2: present in a conformant image, possibly empty."""
+
+
+def with_type2_attributes(ds: Dataset) -> Dataset:
+    """Add the Type 2 Patient/Study attributes a source lacks, empty (as the standard allows).
+
+    Many radiographs in the wild omit some (no PatientSex, no StudyID); highdicom copies
+    them into the SR and needs them present. Values present are never changed.
+    """
+    for keyword in TYPE2_PATIENT_STUDY:
+        if keyword not in ds:
+            setattr(ds, keyword, "")
+    return ds
 
 
 def finding_code(label: str, manifest: dict[str, Any] | None = None) -> Any:
