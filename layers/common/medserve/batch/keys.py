@@ -51,6 +51,11 @@ class ObjectKey:
         """Where a result document goes."""
         return f"{RESULTS}{self.relative}{SUFFIX}"
 
+    def attachment_key(self, suffix: str) -> str:
+        """Where a file written beside the result goes: ``results/<relative, less .dcm><suffix>``."""
+        stem = self.relative[: -len(".dcm")] if self.relative.lower().endswith(".dcm") else self.relative
+        return f"{RESULTS}{stem}{suffix}"
+
     @property
     def error_key(self) -> str:
         """Where a problem document goes."""

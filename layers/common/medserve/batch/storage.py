@@ -186,6 +186,11 @@ def put_json(bucket: str, key: str, document: dict[str, Any], *, content_type: s
     client().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
 
 
+def put_bytes(bucket: str, key: str, data: bytes, *, content_type: str) -> None:
+    """Write an object's bytes as they are (e.g. a DICOM SR beside its JSON result)."""
+    client().put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+
+
 def delete_if_present(bucket: str, key: str) -> bool:
     """Delete ``key`` when it exists (no delete marker is left for keys that never existed)."""
     if not exists(bucket, key):

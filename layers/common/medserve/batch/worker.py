@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
-from medserve import tasks
+from medserve import audit, tasks
 from medserve.batch import storage
 from medserve.batch.keys import ObjectKey, is_folder_marker, key_hash, parse_key
 from medserve.batch.rows import problem_body
@@ -219,12 +219,19 @@ class BatchWorker:
         if is_folder_marker(key, obj.get("size")):
             self._log({"outcome": "skipped", "reason": "folder marker", "message_id": message_id})
             return Outcome("skipped", reason="folder marker")
-        return self.handle_object(bucket, key, message_id=message_id, receive_count=receive_count)
+        principal = (record.get("userIdentity") or {}).get("principalId")
+        return self.handle_object(bucket, key, message_id=message_id, receive_count=receive_count, principal=principal)
 
     # -- one object ----------------------------------------------------------------
-    def handle_object(self, bucket: str, key: str, *, message_id: str, receive_count: int = 1) -> Outcome:
-        """Read, predict and write the one outcome of ``s3://bucket/key`` (see the module docstring)."""
+    def handle_object(
+        self, bucket: str, key: str, *, message_id: str, receive_count: int = 1, principal: str | None = None
+    ) -> Outcome:
+        """Read, predict and write the one outcome of ``s3://bucket/key`` (see the module docstring).
+
+        A final outcome (a result or an error document) leaves one audit record for the object.
+        """
         started = time.perf_counter()
+        data: bytes | None = None
         where = parse_key(key)
         source: dict[str, Any] = {"bucket": bucket, "key": key, "etag": None, "size": None}
         entry: ModelEntry | None = None
@@ -259,6 +266,16 @@ class BatchWorker:
         log.update(outcome=outcome.kind, status=outcome.status)
         log["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
         self._log(log)
+        if outcome.kind in ("result", "error"):
+            audit.batch_event(
+                {"key": key, "principal": principal},
+                outcome.status or 500,
+                entry,
+                audit.sha256_hex(data) if data is not None else None,
+                len(data) if data is not None else None,
+                log["duration_ms"],
+                request_id=message_id,
+            )
         return outcome
 
     def _entry(self, where: ObjectKey) -> ModelEntry:
@@ -335,15 +352,18 @@ class BatchWorker:
     ) -> Outcome:
         from medserve.api import warnings_for
 
+        attachments: list[tuple[str, bytes, str]] = body.get("attachments", [])
         document: dict[str, Any] = {
             "model": entry.info(),
             "request_id": message_id,
             "processed_at": _now(),
             "source": source,
-            **{k: v for k, v in body.items() if k != "warnings"},
+            **{k: v for k, v in body.items() if k not in ("warnings", "attachments")},
             "warnings": warnings_for(entry, body.get("warnings")),
         }
         out = self.settings.output_bucket
+        for suffix, data, content_type in attachments:
+            storage.put_bytes(out, where.attachment_key(suffix), data, content_type=content_type)
         storage.put_json(out, where.result_key, document, content_type=JSON_CONTENT_TYPE)
         storage.delete_if_present(out, where.error_key)
         summary = body["summary"]

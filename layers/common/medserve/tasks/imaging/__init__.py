@@ -17,6 +17,10 @@ RAW_CONTENT_TYPES: tuple[str, ...] = ("image/png", "image/jpeg", "application/di
 """Raw-body media types the imaging route reads (the template lists them as BinaryMediaTypes)."""
 
 
+SR_PREFIX = "sr/"
+"""Batch: ``incoming/<model_id>/sr/<name>.dcm`` also writes ``results/<model_id>/sr/<name>.sr.dcm``."""
+
+
 class ImagingTask(Task):
     """``POST /v1/imaging/{model_id}/predict``: raw image bytes, or ``{"image": base64, "explain"}``."""
 
@@ -66,12 +70,21 @@ class ImagingTask(Task):
 
         image = decode_image(data, spec=entry.spec.image, field="object")
         result = predict_decoded(entry, image, explain=False)
-        return {
+        body = {
             "format": image.format,
             "prediction": result["prediction"],
             "summary": {"rows": 1, "ok": 1, "failed": 0},
             "warnings": list(result.get("warnings", [])),
         }
+        if name.startswith(SR_PREFIX) and image.format == "dicom":
+            from medserve import sr
+
+            body["attachments"] = [
+                (".sr.dcm", sr.build(data, entry, result["prediction"], field="object").sr, sr.DICOM)
+            ]
+        elif name.startswith(SR_PREFIX):
+            body["warnings"].append("no DICOM SR was written: the object is not DICOM")
+        return body
 
     def request_schema(self, entries: list[ModelEntry]) -> dict[str, Any]:
         from medserve.tasks.imaging.service import JSON_BODY
