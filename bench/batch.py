@@ -92,7 +92,7 @@ def _measure(rows: int) -> dict[str, Any]:
         parity = np.load(entry.path / "parity.npz")["in:features"].astype(np.float32)
         x = parity[np.arange(rows) % len(parity)]
         lines = ["id," + ",".join(names)] + [
-            f"r{k}," + ",".join(repr(float(v)) for v in row) for k, row in enumerate(x)
+            f"r{k}," + ",".join(map(str, row)) for k, row in enumerate(x)
         ]
         data = ("\n".join(lines) + "\n").encode()
         key = f"incoming/{MODEL_ID}/bench.csv"
