@@ -15,30 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from model_export.common import (
-    DEFAULT_N_BOOT,
-    OPSET,
-    PARITY_TOLERANCE,
-    RANGE_RULE,
-    SEED,
-    binary_metrics,
-    choose_threshold,
-    expected_calibration_error,
-    export_onnx,
-    input_entries,
-    onnx_io,
-    parity_gate,
-    plot_calibration,
-    plot_roc,
-    reliability_table,
-    render_card,
-    set_seeds,
-    sha256_file,
-    stratified_split,
-    temperature_fit,
-    versions,
-    write_model_folder,
-)
+from model_export.calibration import expected_calibration_error, reliability_table, temperature_fit
+from model_export.cards import render_card
+from model_export.export import OPSET, PARITY_TOLERANCE, export_onnx, onnx_io, parity_gate, sha256_file, versions
+from model_export.manifest import RANGE_RULE, input_entries, write_model_folder
+from model_export.metrics import DEFAULT_N_BOOT, binary_metrics, choose_threshold
+from model_export.plots import plot_calibration, plot_roc
+from model_export.splits import SEED, set_seeds, stratified_split
 
 MODEL_ID = "breast-cancer"
 VERSION = "1.0.0"
@@ -178,7 +161,7 @@ def build(out_root: Path, *, quick: bool = False, seed: int = SEED, **_: Any) ->
 
     Raises
     ------
-    model_export.common.ParityError
+    model_export.export.ParityError
         If ONNX Runtime disagrees with Keras on the test split beyond tolerance.
     """
     import keras

@@ -41,7 +41,13 @@ from typing import Any
 
 import numpy as np
 
-from model_export import common
+from model_export.calibration import reliability_table
+from model_export.cards import render_card
+from model_export.export import OPSET, export_onnx, onnx_io, parity_gate, sha256_file, versions
+from model_export.manifest import write_model_folder
+from model_export.metrics import DEFAULT_N_BOOT, binary_metrics, bootstrap_ci, choose_threshold
+from model_export.plots import plot_calibration, plot_roc
+from model_export.splits import SEED, set_seeds, stratified_split
 
 try:  # medserve lives in the common layer; put it on the path when run as `python -m model_export`
     from medserve.vitals import features as feat
@@ -98,7 +104,7 @@ def _cohort_from_patients(patients: list[Patient], source: dict[str, Any]) -> Co
     return Cohort(seqs, np.asarray(ys, dtype=int), np.asarray(scores, dtype=int), source)
 
 
-def synthetic_cohort(n_patients: int, *, seed: int = common.SEED) -> Cohort:
+def synthetic_cohort(n_patients: int, *, seed: int = SEED) -> Cohort:
     """Generate a synthetic ward cohort with documented physiology.
 
     Physiology (per patient):
@@ -306,12 +312,10 @@ def _news2_aucs(y: np.ndarray, p: np.ndarray, score: np.ndarray, n_boot: int) ->
         return float(np.mean(1 - b[a == 0])) if (a == 0).any() else float("nan")
 
     return {
-        "news2_auc": common.bootstrap_ci(
-            lambda a, b: float(roc_auc_score(a, b)), y, score.astype(float), n_boot=n_boot
-        ),
-        "auc_minus_news2_auc": common.bootstrap_ci(diff, y, both, n_boot=n_boot),
-        "news2_ge5_sensitivity": common.bootstrap_ci(sens, y, ge5, n_boot=n_boot),
-        "news2_ge5_specificity": common.bootstrap_ci(spec, y, ge5, n_boot=n_boot),
+        "news2_auc": bootstrap_ci(lambda a, b: float(roc_auc_score(a, b)), y, score.astype(float), n_boot=n_boot),
+        "auc_minus_news2_auc": bootstrap_ci(diff, y, both, n_boot=n_boot),
+        "news2_ge5_sensitivity": bootstrap_ci(sens, y, ge5, n_boot=n_boot),
+        "news2_ge5_specificity": bootstrap_ci(spec, y, ge5, n_boot=n_boot),
     }
 
 
@@ -350,11 +354,11 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
     from sklearn.linear_model import LogisticRegression
 
     t0 = time.perf_counter()
-    common.set_seeds()
+    set_seeds()
     cohort = load_csv(Path(csv)) if csv is not None else synthetic_cohort(600 if quick else 2500)
     synthetic = bool(cohort.source["synthetic"])
-    n_boot = 200 if quick else common.DEFAULT_N_BOOT
-    tr, va, te = common.stratified_split(cohort.y)
+    n_boot = 200 if quick else DEFAULT_N_BOOT
+    tr, va, te = stratified_split(cohort.y)
     x_all, m_all = feat.pad_batch(cohort.sequences)
     y_all = cohort.y.astype(np.float32)
 
@@ -380,12 +384,12 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
         return np.asarray(prob_model.predict([x, m], verbose=0, batch_size=256), dtype=np.float32)
 
     p_val = predict(x_all[va], m_all[va]).ravel()
-    threshold, rule = common.choose_threshold(cohort.y[va], p_val, "youden")
+    threshold, rule = choose_threshold(cohort.y[va], p_val, "youden")
     x_te, m_te = feat.pad_batch([cohort.sequences[i] for i in te])
     p_te_keras = predict(x_te, m_te)
     p_te = p_te_keras.ravel()
     y_te = cohort.y[te]
-    metrics = common.binary_metrics(y_te, p_te, threshold, n_boot=n_boot)
+    metrics = binary_metrics(y_te, p_te, threshold, n_boot=n_boot)
     metrics.update(_news2_aucs(y_te, p_te, cohort.news2_last[te], n_boot))
 
     out = Path(out_root) / MODEL_ID / VERSION
@@ -395,24 +399,24 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
         tf.TensorSpec([None, None, len(feat.COLUMNS)], tf.float32, name="observations"),
         tf.TensorSpec([None, None], tf.float32, name="mask"),
     ]
-    common.export_onnx(prob_model, spec, onnx_path, output_names=["probability"])
+    export_onnx(prob_model, spec, onnx_path, output_names=["probability"])
 
     # Parity gate: held-out test set (padded, mixed lengths) and held-out sequences tiled to several lengths.
-    parity = common.parity_gate({"probability": p_te_keras}, onnx_path, {"observations": x_te, "mask": m_te})
-    rng = np.random.default_rng(common.SEED)
+    parity = parity_gate({"probability": p_te_keras}, onnx_path, {"observations": x_te, "mask": m_te})
+    rng = np.random.default_rng(SEED)
     per_length: dict[str, float] = {}
     for t in PARITY_LENGTHS:
         xr = _tiled_sequences(rng, [cohort.sequences[i] for i in te], 4, t)
         mr = np.ones((4, t), dtype=np.float32)
         feeds = {"observations": xr, "mask": mr}
-        res = common.parity_gate({"probability": predict(xr, mr)}, onnx_path, feeds)
+        res = parity_gate({"probability": predict(xr, mr)}, onnx_path, feeds)
         per_length[str(t)] = res["max_abs_diff"]
     parity["per_length"] = per_length
     parity["max_abs_diff"] = max([parity["max_abs_diff"], *per_length.values()])
     parity.pop("per_output", None)
 
-    common.plot_roc(y_te, p_te, out / "roc.png", "vitals-deterioration (test)")
-    common.plot_calibration(y_te, p_te, out / "calibration.png", "vitals-deterioration (test)")
+    plot_roc(y_te, p_te, out / "roc.png", "vitals-deterioration (test)")
+    plot_calibration(y_te, p_te, out / "calibration.png", "vitals-deterioration (test)")
     x_tr_real = x_all[tr][m_all[tr] > 0.5]
     inputs = []
     units = {s["name"]: s.get("unit") for s in feat.FIELD_SPECS}
@@ -444,7 +448,7 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
                 "allowed": None,
             }
         )
-    io = common.onnx_io(onnx_path)
+    io = onnx_io(onnx_path)
     lengths = np.array([len(s) for s in cohort.sequences])
     manifest: dict[str, Any] = {
         "schema_version": 1,
@@ -470,7 +474,7 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
         "onnx": {
             "file": "model.onnx",
             "sha256": "",
-            "opset": common.OPSET,
+            "opset": OPSET,
             "inputs": io["inputs"],
             "outputs": io["outputs"],
         },
@@ -493,7 +497,7 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
             "method": "platt",
             "params": {"a": a, "b": b, "fitted_on": "validation split", "in_graph": True},
             "ece": metrics["ece"]["value"],
-            "reliability": common.reliability_table(y_te, p_te),
+            "reliability": reliability_table(y_te, p_te),
         },
         "training_data": {
             **cohort.source,
@@ -501,7 +505,7 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
             "n_train": len(tr),
             "n_validation": len(va),
             "n_test": len(te),
-            "split": f"stratified by outcome, one sequence per patient, seed {common.SEED}",
+            "split": f"stratified by outcome, one sequence per patient, seed {SEED}",
             "prevalence": float(cohort.y.mean()),
             "observations_per_patient": {
                 "min": int(lengths.min()),
@@ -512,7 +516,7 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
         "metrics": metrics,
         "parity": parity,
         "files": {"card": "card.md", "roc": "roc.png", "calibration": "calibration.png"},
-        "created_with": common.versions(),
+        "created_with": versions(),
         "vitals": {
             "features": feat.FIELD_SPECS,
             "columns": list(feat.COLUMNS),
@@ -525,9 +529,9 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
         },
         "architecture": f"Normalization -> GRU({GRU_UNITS}, masked) -> Dense(16, relu) -> Dense(1) -> Platt sigmoid",
     }
-    manifest["onnx"]["sha256"] = common.sha256_file(onnx_path)  # for the card; write_model_folder re-checks
-    card = common.render_card(manifest, extra_sections=_card_sections(manifest, synthetic))
-    common.write_model_folder(
+    manifest["onnx"]["sha256"] = sha256_file(onnx_path)  # for the card; write_model_folder re-checks
+    card = render_card(manifest, extra_sections=_card_sections(manifest, synthetic))
+    write_model_folder(
         out,
         manifest,
         card,
