@@ -25,6 +25,7 @@ from model_export.splits import SEED, set_seeds, stratified_split
 
 MODEL_ID = "breast-cancer"
 VERSION = "1.0.0"
+CREATED = "2026-11-23"  # manifest "created": the day this version was first exported
 LABELS = ["benign", "malignant"]
 POSITIVE = "malignant"
 THRESHOLD_RULE = "sensitivity>=0.95"
@@ -224,6 +225,7 @@ def build(out_root: Path, *, quick: bool = False, seed: int = SEED, **_: Any) ->
     descs = {n: _describe(n)[1] for n in names}
     manifest: dict[str, Any] = {
         "schema_version": 1,
+        "created": CREATED,
         "id": MODEL_ID,
         "version": VERSION,
         "task": "risk",

@@ -41,6 +41,7 @@ from model_export.splits import SEED, set_seeds
 
 MODEL_ID = "chest-xray"
 VERSION = "1.0.0"
+CREATED = "2026-11-23"  # manifest "created": the day this version was first exported
 LABELS = ["normal", "pneumonia"]
 FHIR_TEXT = {
     "report_text": "AI analysis of a chest radiograph",
@@ -446,6 +447,7 @@ def build(out_root: Path, *, quick: bool = False, npz: Path | None = None, seed:
     io = onnx_io(onnx_path)
     manifest: dict[str, Any] = {
         "schema_version": 1,
+        "created": CREATED,
         "id": MODEL_ID,
         "version": VERSION,
         "task": "imaging",

@@ -23,6 +23,7 @@ from model_export.splits import SEED, set_seeds, stratified_split
 
 MODEL_ID = "diabetes-progression"
 VERSION = "1.0.0"
+CREATED = "2026-11-23"  # manifest "created": the day this version was first exported
 UNIT = "disease progression score (one year after baseline)"
 EPOCHS, QUICK_EPOCHS = 300, 8
 PARITY_RTOL = 1e-6
@@ -164,6 +165,7 @@ def build(out_root: Path, *, quick: bool = False, seed: int = SEED, **_: Any) ->
 
     manifest: dict[str, Any] = {
         "schema_version": 1,
+        "created": CREATED,
         "id": MODEL_ID,
         "version": VERSION,
         "task": "risk",

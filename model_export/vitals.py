@@ -59,9 +59,11 @@ except ImportError:  # pragma: no cover - depends on how the module is launched
 
 MODEL_ID = "vitals-deterioration"
 VERSION = "1.0.0"
+CREATED = "2026-11-23"  # manifest "created": the day this version was first exported
 HORIZON_HOURS = 24
 GRU_UNITS = 32
 PARITY_LENGTHS = (1, 12, 500)
+N_PATIENTS, N_PATIENTS_QUICK = 2500, 600
 
 #: Population "normal" values used to fill a patient's missing first reading.
 NORMAL: dict[str, Any] = dict(feat.REFERENCE_OBSERVATION)
@@ -277,6 +279,11 @@ def load_csv(path: Path, *, min_patients: int = 20) -> Cohort:
     )
 
 
+def split(cohort: Cohort, seed: int = SEED) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stratified 64/16/20 train/validation/test split by patient (every version uses this one)."""
+    return stratified_split(cohort.y, seed=seed)
+
+
 # --- model ------------------------------------------------------------------------------
 def _build_keras(train_x: np.ndarray, train_m: np.ndarray) -> tuple[Any, Any, Any]:
     """Return ``(logit_model, calibrator_layer, prob_model)`` sharing weights."""
@@ -355,10 +362,10 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
 
     t0 = time.perf_counter()
     set_seeds()
-    cohort = load_csv(Path(csv)) if csv is not None else synthetic_cohort(600 if quick else 2500)
+    cohort = load_csv(Path(csv)) if csv is not None else synthetic_cohort(N_PATIENTS_QUICK if quick else N_PATIENTS)
     synthetic = bool(cohort.source["synthetic"])
     n_boot = 200 if quick else DEFAULT_N_BOOT
-    tr, va, te = stratified_split(cohort.y)
+    tr, va, te = split(cohort)
     x_all, m_all = feat.pad_batch(cohort.sequences)
     y_all = cohort.y.astype(np.float32)
 
@@ -452,6 +459,7 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
     lengths = np.array([len(s) for s in cohort.sequences])
     manifest: dict[str, Any] = {
         "schema_version": 1,
+        "created": CREATED,
         "id": MODEL_ID,
         "version": VERSION,
         "task": "vitals",
