@@ -33,7 +33,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -59,7 +59,6 @@ except ImportError:  # pragma: no cover - depends on how the module is launched
 
 MODEL_ID = "vitals-deterioration"
 VERSION = "1.0.0"
-CREATED = "2026-11-23"  # manifest "created": the day this version was first exported
 HORIZON_HOURS = 24
 GRU_UNITS = 32
 PARITY_LENGTHS = (1, 12, 500)
@@ -279,6 +278,21 @@ def load_csv(path: Path, *, min_patients: int = 20) -> Cohort:
     )
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One version of the model: everything but the shared data, calibration, export and card."""
+
+    version: str
+    created: str  # manifest "created": the day this version was first exported
+    name: str  # in prose: "a {name} over ward vital-sign sequences", "{name} probability"
+    architecture: str
+    make: Callable[[np.ndarray, np.ndarray], tuple[Any, Any, Any]]  # (train_x, train_m) -> (logit, calib, prob)
+    learning_rate: float
+    epochs: int = 40
+    quick_epochs: int = 4
+    change_note: str = ""  # the card's "Changes from the live version" section (empty: none)
+
+
 def split(cohort: Cohort, seed: int = SEED) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stratified 64/16/20 train/validation/test split by patient (every version uses this one)."""
     return stratified_split(cohort.y, seed=seed)
@@ -301,6 +315,17 @@ def _build_keras(train_x: np.ndarray, train_m: np.ndarray) -> tuple[Any, Any, An
     calib = keras.layers.Dense(1, activation="sigmoid", name="platt", trainable=False)
     p = calib(z)
     return keras.Model([x_in, m_in], z), calib, keras.Model([x_in, m_in], p)
+
+
+GRU = Variant(
+    version=VERSION,
+    created="2026-11-23",
+    name="GRU",
+    architecture=f"Normalization -> GRU({GRU_UNITS}, masked) -> Dense(16, relu) -> Dense(1) -> Platt sigmoid",
+    make=_build_keras,
+    learning_rate=3e-3,
+)
+"""1.0.0: the GRU."""
 
 
 def _news2_aucs(y: np.ndarray, p: np.ndarray, score: np.ndarray, n_boot: int) -> dict[str, Any]:
@@ -339,17 +364,20 @@ def _tiled_sequences(rng: np.random.Generator, sequences: Sequence[np.ndarray], 
     return out
 
 
-def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Path:
+def build(out_root: Path, *, quick: bool = False, csv: Path | None = None, variant: Variant | None = None) -> Path:
     """Train, calibrate, export (behind the parity gate) and document the model.
 
     Parameters
     ----------
     out_root
-        Models root; writes ``<out_root>/vitals-deterioration/1.0.0/``.
+        Models root; writes ``<out_root>/vitals-deterioration/<variant.version>/``.
     quick
         Small cohort, few epochs and bootstrap rounds (tests).
     csv
         A CSV of real vitals (module docstring); synthetic cohort when ``None``.
+    variant
+        The version to build: :data:`GRU` (1.0.0, the default) or another :class:`Variant`
+        (e.g. ``model_export.vitals_transformer.TRANSFORMER``), trained on the same cohort and split.
 
     Returns
     -------
@@ -360,6 +388,7 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
     import tensorflow as tf
     from sklearn.linear_model import LogisticRegression
 
+    variant = variant or GRU
     t0 = time.perf_counter()
     set_seeds()
     cohort = load_csv(Path(csv)) if csv is not None else synthetic_cohort(N_PATIENTS_QUICK if quick else N_PATIENTS)
@@ -369,13 +398,15 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
     x_all, m_all = feat.pad_batch(cohort.sequences)
     y_all = cohort.y.astype(np.float32)
 
-    logit_model, calib, prob_model = _build_keras(x_all[tr], m_all[tr])
-    logit_model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    logit_model, calib, prob_model = variant.make(x_all[tr], m_all[tr])
+    logit_model.compile(
+        optimizer=keras.optimizers.Adam(variant.learning_rate), loss=keras.losses.BinaryCrossentropy(from_logits=True)
+    )
     logit_model.fit(
         [x_all[tr], m_all[tr]],
         y_all[tr],
         validation_data=([x_all[va], m_all[va]], y_all[va]),
-        epochs=4 if quick else 40,
+        epochs=variant.quick_epochs if quick else variant.epochs,
         batch_size=64,
         verbose=0,
         shuffle=True,
@@ -399,7 +430,7 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
     metrics = binary_metrics(y_te, p_te, threshold, n_boot=n_boot)
     metrics.update(_news2_aucs(y_te, p_te, cohort.news2_last[te], n_boot))
 
-    out = Path(out_root) / MODEL_ID / VERSION
+    out = Path(out_root) / MODEL_ID / variant.version
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = out / "model.onnx"
     spec = [
@@ -459,14 +490,14 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
     lengths = np.array([len(s) for s in cohort.sequences])
     manifest: dict[str, Any] = {
         "schema_version": 1,
-        "created": CREATED,
+        "created": variant.created,
         "id": MODEL_ID,
-        "version": VERSION,
+        "version": variant.version,
         "task": "vitals",
         "kind": "classification",
         "synthetic": synthetic,
         "intended_use": (
-            f"Demonstrates a GRU over ward vital-sign sequences that estimates the probability of "
+            f"Demonstrates a {variant.name} over ward vital-sign sequences that estimates the probability of "
             f"deterioration within {HORIZON_HOURS} h, shown beside NEWS2; research and engineering demo."
         ),
         "not_for_clinical_use": (
@@ -535,10 +566,13 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
             "news2": "RCP 2017, SpO2 scale 1, last observation; values rounded half up to chart precision",
             "explain": "occlusion over windows of consecutive observations, carried forward (see service)",
         },
-        "architecture": f"Normalization -> GRU({GRU_UNITS}, masked) -> Dense(16, relu) -> Dense(1) -> Platt sigmoid",
+        "architecture": variant.architecture,
     }
     manifest["onnx"]["sha256"] = sha256_file(onnx_path)  # for the card; write_model_folder re-checks
-    card = render_card(manifest, extra_sections=_card_sections(manifest, synthetic))
+    sections = _card_sections(manifest, synthetic, variant.name)
+    if variant.change_note:
+        sections = {"Changes from the live version": variant.change_note, **sections}
+    card = render_card(manifest, extra_sections=sections)
     write_model_folder(
         out,
         manifest,
@@ -562,7 +596,7 @@ def _ci(m: Mapping[str, Any]) -> str:
     return f"{m['value']:.3f} (95% CI {m['ci95'][0]:.3f}–{m['ci95'][1]:.3f})"
 
 
-def _card_sections(manifest: Mapping[str, Any], synthetic: bool) -> dict[str, str]:
+def _card_sections(manifest: Mapping[str, Any], synthetic: bool, name: str = "GRU") -> dict[str, str]:
     met = manifest["metrics"]
     longest = manifest["training_data"]["observations_per_patient"]["max"]
     verdict = (
@@ -576,7 +610,7 @@ def _card_sections(manifest: Mapping[str, Any], synthetic: bool) -> dict[str, st
             [
                 "| score | AUC (95% CI) |",
                 "|---|---|",
-                f"| GRU probability | {_ci(met['auc'])} |",
+                f"| {name} probability | {_ci(met['auc'])} |",
                 f"| NEWS2 of the last observation | {_ci(met['news2_auc'])} |",
                 f"| difference (paired bootstrap) | {_ci(met['auc_minus_news2_auc'])} |",
                 "",
