@@ -16,7 +16,8 @@ is a separate, deliberate edit. Nothing but this module writes ``live.json``.
 
 Needs only NumPy and ONNX Runtime (matplotlib for the plot); never TensorFlow.
 Exit status: 0 promoted, 1 refused (the report says which criterion failed),
-2 the gate could not run (missing plan, candidate or locked split).
+2 the gate could not run (missing plan or candidate, locked split missing or altered,
+or the version is already live or retired; nothing is written then).
 """
 
 from __future__ import annotations
@@ -213,12 +214,16 @@ def _session(folder: Path, manifest: Mapping[str, Any]) -> Any:
     )
 
 
-def _predict(sess: Any, feeds: Mapping[str, np.ndarray], batch: int = 256) -> np.ndarray:
-    """The model's first output, raveled, over ``feeds`` in batches."""
+def _predict(sess: Any, manifest: Mapping[str, Any], feeds: Mapping[str, np.ndarray], batch: int = 64) -> np.ndarray:
+    """The model's score per case: its first output, or that output's positive-label column ``[N, n_labels]``."""
     out_name = sess.get_outputs()[0].name
     n = len(next(iter(feeds.values())))
     parts = [sess.run([out_name], {k: v[i : i + batch] for k, v in feeds.items()})[0] for i in range(0, n, batch)]
-    return np.concatenate(parts).astype(np.float64).ravel()
+    out = np.concatenate(parts).astype(np.float64)
+    if out.ndim == 2 and out.shape[1] > 1:
+        labels = list(manifest["outputs"]["labels"])
+        out = out[:, labels.index(manifest["outputs"]["positive_label"])]
+    return out.ravel()
 
 
 def _integrity(folder: Path, manifest: Mapping[str, Any], label: str) -> Check:
@@ -246,17 +251,20 @@ def _parity(folder: Path, manifest: Mapping[str, Any], sess: Any) -> Check:
     got = dict(zip(expected, sess.run(list(expected), feeds), strict=True))
     n = len(next(iter(feeds.values())))
     per = manifest["parity"].get("per_output", {})
-    worst, ok = 0.0, recorded_ok
+    worst: dict[str, float] = {}
+    ok = recorded_ok
     for name, ref in expected.items():
         atol = float(per.get(name, {}).get("tolerance", tol)) if isinstance(per.get(name), dict) else tol
         diff = np.abs(got[name].astype(np.float64) - ref.astype(np.float64))
-        worst = max(worst, float(diff.max()) if diff.size else 0.0)
+        worst[name] = float(diff.max()) if diff.size else 0.0
         ok = ok and got[name].shape == ref.shape and bool(np.all(diff <= atol + rtol * np.abs(ref)))
     return Check(
         "parity",
         f"recorded max abs(onnx - keras) <= {tol:g}{f' + {rtol:g} x abs(keras)' if rtol else ''}, and ONNX Runtime "
         "reproduces parity.npz now",
-        f"recorded {float(par.get('max_abs_diff', np.nan)):.2e}, re-run {worst:.2e} (n={n})",
+        f"recorded {float(par.get('max_abs_diff', np.nan)):.2e}, re-run "
+        + ", ".join(f"{k} {v:.2e}" for k, v in worst.items())
+        + f" (n={n})",
         ok,
     )
 
@@ -348,6 +356,9 @@ def promote(
         raise GateError(f"{model_id} {version}: no such version folder")
     if not (live_dir / "manifest.json").is_file():
         raise GateError(f"{model_id}: live version {live_v!r} has no folder")
+    if version == live_v or version in live_doc.get("retired", []):
+        # nothing to decide, and its promotion report must not be overwritten
+        raise GateError(f"{model_id} {version} is {'live' if version == live_v else 'retired'}, not a candidate")
     cand_m, live_m = _read_json(cand_dir / "manifest.json"), _read_json(live_dir / "manifest.json")
     try:
         data = locked.load(base, plan)
@@ -358,14 +369,6 @@ def promote(
 
     outcome = Outcome(model_id, version, live_v, promoted=False)
     checks = outcome.checks
-    checks.append(
-        Check(
-            "status",
-            "candidate is neither the live version nor retired",
-            "live" if version == live_v else ("retired" if version in live_doc.get("retired", []) else "candidate"),
-            version != live_v and version not in live_doc.get("retired", []),
-        )
-    )
     checks += [_integrity(live_dir, live_m, "live"), _integrity(cand_dir, cand_m, "candidate")]
     sess_live, sess_cand = _session(live_dir, live_m), _session(cand_dir, cand_m)
     if plan.get("parity_required", True):
@@ -374,7 +377,7 @@ def promote(
         checks.append(_contract(live_m, cand_m))
 
     kind = str(plan.get("kind", live_m.get("kind")))
-    p_live, p_cand = _predict(sess_live, feeds), _predict(sess_cand, feeds)
+    p_live, p_cand = _predict(sess_live, live_m, feeds), _predict(sess_cand, cand_m, feeds)
     boot = plan.get("bootstrap", {})
     outcome.metrics = paired_bootstrap(
         y,

@@ -107,9 +107,10 @@ def test_a_better_candidate_passes_and_becomes_live(root: Path) -> None:
     assert "**PROMOTED**" in report
     assert "| auc |" in report and "paired difference" in report
     assert (root / MODEL / "1.0.1" / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # And promoting it again is refused: it is live already
-    again = promote.promote(MODEL, "1.0.1", root=root, n_boot=N_BOOT)
-    assert "status" in again.failed
+    # And gating it again is not possible (it is live), which leaves its promotion report as it was
+    with pytest.raises(promote.GateError, match="is live"):
+        promote.promote(MODEL, "1.0.1", root=root, n_boot=N_BOOT)
+    assert (root / MODEL / "1.0.1" / "comparison.md").read_text() == report
 
 
 def test_a_worse_candidate_is_refused_naming_the_criterion(root: Path) -> None:
@@ -124,7 +125,7 @@ def test_a_worse_candidate_is_refused_naming_the_criterion(root: Path) -> None:
     out = promote.promote(MODEL, "1.0.1", root=root, n_boot=N_BOOT)
     assert not out.promoted
     assert "auc_non_inferior" in out.failed
-    assert {"integrity_live", "integrity_candidate", "parity", "contract", "status"}.isdisjoint(out.failed)
+    assert {"integrity_live", "integrity_candidate", "parity", "contract"}.isdisjoint(out.failed)
     assert out.metrics["auc"]["paired_difference"]["ci95"][0] < -0.01
     report = (root / MODEL / "1.0.1" / "comparison.md").read_text()
     assert "**REFUSED**" in report and "auc_non_inferior" in report.split("Verdict:")[1].splitlines()[0]
@@ -210,7 +211,7 @@ def test_committed_plans_live_files_and_locked_splits_agree(model_id: str) -> No
     assert live["live"] not in live["retired"]
     assert all(set(h) == {"version", "promoted_at", "report"} for h in live["history"])
     assert live["history"][-1]["version"] == live["live"]
-    if plan["locked_test"]["file"]:
+    if plan["locked_test"]["file"] or plan["locked_test"].get("derive_at_gate"):
         arrays = locked.load(base, plan)
         assert len(arrays["y"]) == plan["locked_test"]["n"]
     # a version that went through the gate carries its report
