@@ -127,6 +127,10 @@ def test_a_worse_candidate_is_refused_naming_the_criterion(root: Path) -> None:
     assert "auc_non_inferior" in out.failed
     assert {"integrity_live", "integrity_candidate", "parity", "contract"}.isdisjoint(out.failed)
     assert out.metrics["auc"]["paired_difference"]["ci95"][0] < -0.01
+    # the live column reproduces the 1.0.0 manifest's test metrics (scikit-learn at export time)
+    recorded = json.loads((root / MODEL / "1.0.0" / "manifest.json").read_text())["metrics"]
+    for k in ("auc", "sensitivity", "specificity", "brier", "ece"):
+        assert out.metrics[k]["live"]["value"] == pytest.approx(recorded[k]["value"], abs=1e-6), k
     report = (root / MODEL / "1.0.1" / "comparison.md").read_text()
     assert "**REFUSED**" in report and "auc_non_inferior" in report.split("Verdict:")[1].splitlines()[0]
     assert "| auc_non_inferior |" in report and "**FAIL**" in report
@@ -217,3 +221,25 @@ def test_committed_plans_live_files_and_locked_splits_agree(model_id: str) -> No
     # a version that went through the gate carries its report
     for version in plan["declared_before_training"]:
         assert (base / version / "comparison.md").is_file(), version
+
+
+def test_regression_plan_refuses_a_worse_regressor(tmp_path: Path) -> None:
+    # Given diabetes-progression 1.0.0 live and a perturbed copy 1.0.1 as candidate
+    base = tmp_path / "diabetes-progression"
+    base.mkdir()
+    src = MODELS / "diabetes-progression"
+    for name in ("change_control.json", "live.json", "locked_test.npz"):
+        shutil.copy2(src / name, base / name)
+    shutil.copytree(src / "1.0.0", base / "1.0.0")
+    shutil.copytree(src / "1.0.0", base / "1.0.1")
+    m = json.loads((base / "1.0.1" / "manifest.json").read_text())
+    m["version"] = "1.0.1"
+    (base / "1.0.1" / "manifest.json").write_text(json.dumps(m))
+    _perturb(base / "1.0.1")
+    # When the gate runs, Then the error criterion fails, measured in the output's units
+    out = promote.promote("diabetes-progression", "1.0.1", root=tmp_path, n_boot=N_BOOT)
+    assert not out.promoted
+    assert "mae_non_inferior" in out.failed
+    assert set(out.metrics) == {"mae", "r2"}
+    assert out.metrics["mae"]["live"]["value"] == pytest.approx(m["metrics"]["mae"]["value"], rel=1e-5)
+    assert json.loads((base / "live.json").read_text())["live"] == "1.0.0"
