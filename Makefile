@@ -23,12 +23,13 @@ BUILD       := .build
 
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup setup-export setup-tools run test test-fast test-slow lint models layer bench clean
+.PHONY: help setup setup-export setup-tools run test test-fast test-slow lint models promote layer bench clean
 
 help:
 	@echo "make run     serve the API on http://127.0.0.1:3000 and S3 on http://127.0.0.1:4566"
 	@echo "make test    install what is needed and run every test"
 	@echo "make models  retrain and re-export every model (TensorFlow, offline)"
+	@echo "make promote MODEL=<id> VERSION=<x.y.z>  gate a candidate against the live version (docs/lifecycle.md)"
 	@echo "make bench   run the benchmarks and rewrite bench/RESULTS.md"
 	@echo "make layer   build the python3.12 x86_64 runtime layer into $(BUILD)/runtime"
 
@@ -86,6 +87,11 @@ lint: setup
 # --- offline work ---------------------------------------------------------------
 models: setup-export
 	$(EXPORT_VENV)/bin/python -m model_export --all
+
+# The promotion gate (NumPy + ONNX Runtime, no TensorFlow): the only writer of layers/models/<id>/live.json.
+promote: setup
+	@if [ -z "$(MODEL)" ] || [ -z "$(VERSION)" ]; then echo "usage: make promote MODEL=<id> VERSION=<x.y.z>" >&2; exit 2; fi
+	$(PY) -m model_export.promote --model "$(MODEL)" --version "$(VERSION)"
 
 bench: setup setup-export
 	$(PY) -m bench

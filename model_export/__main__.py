@@ -6,7 +6,9 @@ Examples
 ``python -m model_export --model breast-cancer --out /tmp/models --quick``.
 
 Every model module exposes ``build(out_root: Path, *, quick: bool = False, **kw) -> Path``
-and writes ``<out_root>/<id>/<version>/``. A failed parity gate exits non-zero.
+(or another function, named after a colon) and writes ``<out_root>/<id>/<version>/``.
+``--model ID`` builds that id's first version; later versions are ``ID@VERSION``
+(``--model vitals-deterioration@2.0.0``). A failed parity gate exits non-zero.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from pathlib import Path
 # Quiet TensorFlow's C++ logging before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-#: model id -> module (inside this package) with a ``build`` function.
+#: model id (``id@version`` after the first) -> module with a ``build`` function, or ``module:function``.
 MODELS: dict[str, str] = {
     "breast-cancer": "model_export.breast_cancer",
+    "breast-cancer@1.1.0": "model_export.breast_cancer:build_1_1_0",
     "diabetes-progression": "model_export.diabetes",
     "chest-xray": "model_export.chest_xray",
     "vitals-deterioration": "model_export.vitals",
+    "vitals-deterioration@2.0.0": "model_export.vitals_transformer",
 }
 
 log = logging.getLogger("model_export")
@@ -37,7 +41,7 @@ log = logging.getLogger("model_export")
 
 def available() -> dict[str, str]:
     """Models whose module exists (chest-xray and vitals are optional)."""
-    return {mid: mod for mid, mod in MODELS.items() if importlib.util.find_spec(mod) is not None}
+    return {mid: mod for mid, mod in MODELS.items() if importlib.util.find_spec(mod.split(":")[0]) is not None}
 
 
 def build(model_id: str, out_root: Path, *, quick: bool = False) -> Path:
@@ -45,8 +49,9 @@ def build(model_id: str, out_root: Path, *, quick: bool = False) -> Path:
     mods = available()
     if model_id not in mods:
         raise KeyError(f"unknown model {model_id!r}; known: {sorted(mods)}")
-    module = importlib.import_module(mods[model_id])
-    fn = getattr(module, "build", None)
+    module_name, _, fn_name = mods[model_id].partition(":")
+    module = importlib.import_module(module_name)
+    fn = getattr(module, fn_name or "build", None)
     if fn is None:
         raise AttributeError(f"{mods[model_id]} has no build(out_root, **kw)")
     return Path(fn(out_root, quick=quick))

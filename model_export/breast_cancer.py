@@ -10,35 +10,20 @@ behind the parity gate.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from model_export.common import (
-    DEFAULT_N_BOOT,
-    OPSET,
-    PARITY_TOLERANCE,
-    RANGE_RULE,
-    SEED,
-    binary_metrics,
-    choose_threshold,
-    expected_calibration_error,
-    export_onnx,
-    input_entries,
-    onnx_io,
-    parity_gate,
-    plot_calibration,
-    plot_roc,
-    reliability_table,
-    render_card,
-    set_seeds,
-    sha256_file,
-    stratified_split,
-    temperature_fit,
-    versions,
-    write_model_folder,
-)
+from model_export.calibration import expected_calibration_error, reliability_table, temperature_fit
+from model_export.cards import render_card
+from model_export.export import OPSET, PARITY_TOLERANCE, export_onnx, onnx_io, parity_gate, sha256_file, versions
+from model_export.manifest import RANGE_RULE, input_entries, write_model_folder
+from model_export.metrics import DEFAULT_N_BOOT, binary_metrics, choose_threshold
+from model_export.plots import plot_calibration, plot_roc
+from model_export.splits import SEED, set_seeds, stratified_split
 
 MODEL_ID = "breast-cancer"
 VERSION = "1.0.0"
@@ -142,6 +127,57 @@ def _base_model(x_train: np.ndarray) -> Any:
     return keras.Model(inp, logit, name="breast_cancer_logit")
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One version: the base network and its description; data, split, calibration and export are shared."""
+
+    version: str
+    created: str  # manifest "created": the day this version was first exported
+    make_base: Callable[[np.ndarray], Any]  # x_train -> Keras model: features -> logit
+    network: str  # the card's description of the network, up to the optimiser
+    change_note: str = ""  # the card's "Changes from the live version" section (empty: none)
+
+
+MLP_16 = Variant(
+    version=VERSION,
+    created="2026-11-23",
+    make_base=_base_model,
+    network="Dense(16, relu, L2 1e-3) -> Dropout(0.2) -> Dense(1) logit",
+)
+"""1.0.0: one hidden layer of 16."""
+
+
+def _wide_model(x_train: np.ndarray) -> Any:
+    import keras
+
+    norm = keras.layers.Normalization(name="standardize")
+    norm.adapt(x_train)
+    inp = keras.Input((x_train.shape[1],), name="features")
+    h = norm(inp)
+    for i, units in enumerate((32, 16)):
+        h = keras.layers.Dense(
+            units, activation="relu", kernel_regularizer=keras.regularizers.l2(1e-2), name=f"hidden_{i}"
+        )(h)
+        h = keras.layers.Dropout(0.3, name=f"dropout_{i}")(h)
+    logit = keras.layers.Dense(1, name="logit")(h)
+    return keras.Model(inp, logit, name="breast_cancer_logit")
+
+
+MLP_32_16 = Variant(
+    version="1.1.0",
+    created="2026-11-30",
+    make_base=_wide_model,
+    network="Dense(32, relu, L2 1e-2) -> Dropout(0.3) -> Dense(16, relu, L2 1e-2) -> Dropout(0.3) -> Dense(1) logit",
+    change_note=(
+        "Candidate to replace 1.0.0 (Dense(16, L2 1e-3, dropout 0.2)): two hidden layers (32, 16), ten times "
+        "the L2 penalty and dropout 0.3, on the same split, inputs, calibration method and threshold rule. "
+        "It serves only when the change-control gate (`make promote`, plan `../change_control.json`, declared "
+        "before training) passes; `comparison.md` beside this card holds the verdict."
+    ),
+)
+"""1.1.0: two hidden layers (32, 16) with ten times the L2 penalty and more dropout."""
+
+
 def _calibrated(base: Any, n_features: int, temperature: float) -> Any:
     """Append ``sigmoid(logit / T)`` as a frozen Dense(1) layer named ``probability``."""
     import keras
@@ -159,17 +195,19 @@ def _calibrated(base: Any, n_features: int, temperature: float) -> Any:
     return keras.Model(inp, calib(z), name="breast_cancer")
 
 
-def build(out_root: Path, *, quick: bool = False, seed: int = SEED, **_: Any) -> Path:
+def build(out_root: Path, *, quick: bool = False, seed: int = SEED, variant: Variant | None = None, **_: Any) -> Path:
     """Train, calibrate, evaluate, export and document the model.
 
     Parameters
     ----------
     out_root
-        Root of the model folders; writes ``<out_root>/breast-cancer/1.0.0/``.
+        Root of the model folders; writes ``<out_root>/breast-cancer/<variant.version>/``.
     quick
         Few epochs and bootstrap resamples (tests).
     seed
         Seed of the split, the weights and the bootstrap.
+    variant
+        :data:`MLP_16` (1.0.0, the default) or :data:`MLP_32_16` (1.1.0).
 
     Returns
     -------
@@ -178,18 +216,19 @@ def build(out_root: Path, *, quick: bool = False, seed: int = SEED, **_: Any) ->
 
     Raises
     ------
-    model_export.common.ParityError
+    model_export.export.ParityError
         If ONNX Runtime disagrees with Keras on the test split beyond tolerance.
     """
     import keras
     import tensorflow as tf
 
+    variant = variant or MLP_16
     set_seeds(seed)
     x, y, names = load()
     tr, va, te = split(y, seed)
     n_boot = 200 if quick else DEFAULT_N_BOOT
 
-    base = _base_model(x[tr])
+    base = variant.make_base(x[tr])
     base.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.BinaryCrossentropy(from_logits=True),
@@ -221,7 +260,7 @@ def build(out_root: Path, *, quick: bool = False, seed: int = SEED, **_: Any) ->
     ece_uncalibrated = expected_calibration_error(y[te], 1.0 / (1.0 + np.exp(-z_test)))
     interval_note = _degenerate_interval_note(metrics, y[te], p_test, threshold)
 
-    out = Path(out_root) / MODEL_ID / VERSION
+    out = Path(out_root) / MODEL_ID / variant.version
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = out / "model.onnx"
     export_onnx(
@@ -241,8 +280,9 @@ def build(out_root: Path, *, quick: bool = False, seed: int = SEED, **_: Any) ->
     descs = {n: _describe(n)[1] for n in names}
     manifest: dict[str, Any] = {
         "schema_version": 1,
+        "created": variant.created,
         "id": MODEL_ID,
-        "version": VERSION,
+        "version": variant.version,
         "task": "risk",
         "kind": "classification",
         "synthetic": False,
@@ -309,8 +349,8 @@ def build(out_root: Path, *, quick: bool = False, seed: int = SEED, **_: Any) ->
     plot_calibration(y[te], p_test, out / "calibration.png", "breast-cancer: calibration (test)")
 
     training = (
-        f"Keras MLP: Normalization (adapted on the training split, {len(tr)} cases) -> Dense(16, relu, "
-        f"L2 1e-3) -> Dropout(0.2) -> Dense(1) logit, Adam 1e-3, batch 32, binary cross-entropy, early "
+        f"Keras MLP: Normalization (adapted on the training split, {len(tr)} cases) -> {variant.network}, "
+        "Adam 1e-3, batch 32, binary cross-entropy, early "
         f"stopping on validation loss (patience 20, best weights restored; {epochs_run} epochs run). "
         f"Temperature scaling (T = {temperature:.3f}) fitted by maximum likelihood on the validation split "
         f"({len(va)} cases) is a frozen Dense(1, sigmoid) layer (weight 1/T, bias 0) at the end of the "
@@ -324,6 +364,7 @@ def build(out_root: Path, *, quick: bool = False, seed: int = SEED, **_: Any) ->
         manifest,
         extra_sections={
             "Training": training,
+            **({"Changes from the live version": variant.change_note} if variant.change_note else {}),
             **({"Note on the intervals": interval_note} if interval_note else {}),
             "Input ranges": (
                 f"`min`/`max` are the accepted range (the API answers 422 outside it): the {RANGE_RULE}. "
@@ -345,3 +386,8 @@ def build(out_root: Path, *, quick: bool = False, seed: int = SEED, **_: Any) ->
     )
     parity_arrays = {"in:features": x[te], "out:probability": p_test_2d}
     return write_model_folder(out, manifest, card, parity_arrays)
+
+
+def build_1_1_0(out_root: Path, *, quick: bool = False, seed: int = SEED, **kw: Any) -> Path:
+    """Build the 1.1.0 candidate (:data:`MLP_32_16`) into ``<out_root>/breast-cancer/1.1.0/``."""
+    return build(out_root, quick=quick, seed=seed, variant=MLP_32_16, **kw)

@@ -31,28 +31,17 @@ from typing import Any
 
 import numpy as np
 
-from model_export.common import (
-    DEFAULT_N_BOOT,
-    OPSET,
-    SEED,
-    ParityError,
-    binary_metrics,
-    choose_threshold,
-    export_onnx,
-    onnx_io,
-    parity_gate,
-    plot_calibration,
-    plot_roc,
-    reliability_table,
-    render_card,
-    set_seeds,
-    sha256_file,
-    versions,
-    write_model_folder,
-)
+from model_export.calibration import reliability_table
+from model_export.cards import render_card
+from model_export.export import OPSET, ParityError, export_onnx, onnx_io, parity_gate, sha256_file, versions
+from model_export.manifest import write_model_folder
+from model_export.metrics import DEFAULT_N_BOOT, binary_metrics, choose_threshold
+from model_export.plots import plot_calibration, plot_roc
+from model_export.splits import SEED, set_seeds
 
 MODEL_ID = "chest-xray"
 VERSION = "1.0.0"
+CREATED = "2026-11-23"  # manifest "created": the day this version was first exported
 LABELS = ["normal", "pneumonia"]
 FHIR_TEXT = {
     "report_text": "AI analysis of a chest radiograph",
@@ -337,7 +326,7 @@ def build(out_root: Path, *, quick: bool = False, npz: Path | None = None, seed:
 
     Raises
     ------
-    model_export.common.ParityError
+    model_export.export.ParityError
         If ONNX Runtime disagrees with Keras on either output beyond tolerance.
     """
     import keras
@@ -458,6 +447,7 @@ def build(out_root: Path, *, quick: bool = False, npz: Path | None = None, seed:
     io = onnx_io(onnx_path)
     manifest: dict[str, Any] = {
         "schema_version": 1,
+        "created": CREATED,
         "id": MODEL_ID,
         "version": VERSION,
         "task": "imaging",

@@ -14,28 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from model_export.common import (
-    DEFAULT_N_BOOT,
-    OPSET,
-    PARITY_TOLERANCE,
-    RANGE_RULE,
-    SEED,
-    export_onnx,
-    input_entries,
-    onnx_io,
-    parity_gate,
-    plot_regression,
-    regression_metrics,
-    render_card,
-    set_seeds,
-    sha256_file,
-    stratified_split,
-    versions,
-    write_model_folder,
-)
+from model_export.cards import render_card
+from model_export.export import OPSET, PARITY_TOLERANCE, export_onnx, onnx_io, parity_gate, sha256_file, versions
+from model_export.manifest import RANGE_RULE, input_entries, write_model_folder
+from model_export.metrics import DEFAULT_N_BOOT, regression_metrics
+from model_export.plots import plot_regression
+from model_export.splits import SEED, set_seeds, stratified_split
 
 MODEL_ID = "diabetes-progression"
 VERSION = "1.0.0"
+CREATED = "2026-11-23"  # manifest "created": the day this version was first exported
 UNIT = "disease progression score (one year after baseline)"
 EPOCHS, QUICK_EPOCHS = 300, 8
 PARITY_RTOL = 1e-6
@@ -124,7 +112,7 @@ def build(out_root: Path, *, quick: bool = False, seed: int = SEED, **_: Any) ->
 
     Raises
     ------
-    model_export.common.ParityError
+    model_export.export.ParityError
         If ONNX Runtime disagrees with Keras on the test split beyond tolerance.
     """
     import keras
@@ -177,6 +165,7 @@ def build(out_root: Path, *, quick: bool = False, seed: int = SEED, **_: Any) ->
 
     manifest: dict[str, Any] = {
         "schema_version": 1,
+        "created": CREATED,
         "id": MODEL_ID,
         "version": VERSION,
         "task": "risk",

@@ -33,7 +33,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -41,7 +41,13 @@ from typing import Any
 
 import numpy as np
 
-from model_export import common
+from model_export.calibration import reliability_table
+from model_export.cards import render_card
+from model_export.export import OPSET, export_onnx, onnx_io, parity_gate, sha256_file, versions
+from model_export.manifest import write_model_folder
+from model_export.metrics import DEFAULT_N_BOOT, binary_metrics, bootstrap_ci, choose_threshold
+from model_export.plots import plot_calibration, plot_roc
+from model_export.splits import SEED, set_seeds, stratified_split
 
 try:  # medserve lives in the common layer; put it on the path when run as `python -m model_export`
     from medserve.tasks.vitals import features as feat
@@ -56,6 +62,7 @@ VERSION = "1.0.0"
 HORIZON_HOURS = 24
 GRU_UNITS = 32
 PARITY_LENGTHS = (1, 12, 500)
+N_PATIENTS, N_PATIENTS_QUICK = 2500, 600
 
 #: Population "normal" values used to fill a patient's missing first reading.
 NORMAL: dict[str, Any] = dict(feat.REFERENCE_OBSERVATION)
@@ -98,7 +105,7 @@ def _cohort_from_patients(patients: list[Patient], source: dict[str, Any]) -> Co
     return Cohort(seqs, np.asarray(ys, dtype=int), np.asarray(scores, dtype=int), source)
 
 
-def synthetic_cohort(n_patients: int, *, seed: int = common.SEED) -> Cohort:
+def synthetic_cohort(n_patients: int, *, seed: int = SEED) -> Cohort:
     """Generate a synthetic ward cohort with documented physiology.
 
     Physiology (per patient):
@@ -271,6 +278,26 @@ def load_csv(path: Path, *, min_patients: int = 20) -> Cohort:
     )
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One version of the model: everything but the shared data, calibration, export and card."""
+
+    version: str
+    created: str  # manifest "created": the day this version was first exported
+    name: str  # in prose: "a {name} over ward vital-sign sequences", "{name} probability"
+    architecture: str
+    make: Callable[[np.ndarray, np.ndarray], tuple[Any, Any, Any]]  # (train_x, train_m) -> (logit, calib, prob)
+    learning_rate: float
+    epochs: int = 40
+    quick_epochs: int = 4
+    change_note: str = ""  # the card's "Changes from the live version" section (empty: none)
+
+
+def split(cohort: Cohort, seed: int = SEED) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stratified 64/16/20 train/validation/test split by patient (every version uses this one)."""
+    return stratified_split(cohort.y, seed=seed)
+
+
 # --- model ------------------------------------------------------------------------------
 def _build_keras(train_x: np.ndarray, train_m: np.ndarray) -> tuple[Any, Any, Any]:
     """Return ``(logit_model, calibrator_layer, prob_model)`` sharing weights."""
@@ -290,6 +317,17 @@ def _build_keras(train_x: np.ndarray, train_m: np.ndarray) -> tuple[Any, Any, An
     return keras.Model([x_in, m_in], z), calib, keras.Model([x_in, m_in], p)
 
 
+GRU = Variant(
+    version=VERSION,
+    created="2026-11-23",
+    name="GRU",
+    architecture=f"Normalization -> GRU({GRU_UNITS}, masked) -> Dense(16, relu) -> Dense(1) -> Platt sigmoid",
+    make=_build_keras,
+    learning_rate=3e-3,
+)
+"""1.0.0: the GRU."""
+
+
 def _news2_aucs(y: np.ndarray, p: np.ndarray, score: np.ndarray, n_boot: int) -> dict[str, Any]:
     from sklearn.metrics import roc_auc_score
 
@@ -306,12 +344,10 @@ def _news2_aucs(y: np.ndarray, p: np.ndarray, score: np.ndarray, n_boot: int) ->
         return float(np.mean(1 - b[a == 0])) if (a == 0).any() else float("nan")
 
     return {
-        "news2_auc": common.bootstrap_ci(
-            lambda a, b: float(roc_auc_score(a, b)), y, score.astype(float), n_boot=n_boot
-        ),
-        "auc_minus_news2_auc": common.bootstrap_ci(diff, y, both, n_boot=n_boot),
-        "news2_ge5_sensitivity": common.bootstrap_ci(sens, y, ge5, n_boot=n_boot),
-        "news2_ge5_specificity": common.bootstrap_ci(spec, y, ge5, n_boot=n_boot),
+        "news2_auc": bootstrap_ci(lambda a, b: float(roc_auc_score(a, b)), y, score.astype(float), n_boot=n_boot),
+        "auc_minus_news2_auc": bootstrap_ci(diff, y, both, n_boot=n_boot),
+        "news2_ge5_sensitivity": bootstrap_ci(sens, y, ge5, n_boot=n_boot),
+        "news2_ge5_specificity": bootstrap_ci(spec, y, ge5, n_boot=n_boot),
     }
 
 
@@ -328,17 +364,20 @@ def _tiled_sequences(rng: np.random.Generator, sequences: Sequence[np.ndarray], 
     return out
 
 
-def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Path:
+def build(out_root: Path, *, quick: bool = False, csv: Path | None = None, variant: Variant | None = None) -> Path:
     """Train, calibrate, export (behind the parity gate) and document the model.
 
     Parameters
     ----------
     out_root
-        Models root; writes ``<out_root>/vitals-deterioration/1.0.0/``.
+        Models root; writes ``<out_root>/vitals-deterioration/<variant.version>/``.
     quick
         Small cohort, few epochs and bootstrap rounds (tests).
     csv
         A CSV of real vitals (module docstring); synthetic cohort when ``None``.
+    variant
+        The version to build: :data:`GRU` (1.0.0, the default) or another :class:`Variant`
+        (e.g. ``model_export.vitals_transformer.TRANSFORMER``), trained on the same cohort and split.
 
     Returns
     -------
@@ -349,22 +388,25 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
     import tensorflow as tf
     from sklearn.linear_model import LogisticRegression
 
+    variant = variant or GRU
     t0 = time.perf_counter()
-    common.set_seeds()
-    cohort = load_csv(Path(csv)) if csv is not None else synthetic_cohort(600 if quick else 2500)
+    set_seeds()
+    cohort = load_csv(Path(csv)) if csv is not None else synthetic_cohort(N_PATIENTS_QUICK if quick else N_PATIENTS)
     synthetic = bool(cohort.source["synthetic"])
-    n_boot = 200 if quick else common.DEFAULT_N_BOOT
-    tr, va, te = common.stratified_split(cohort.y)
+    n_boot = 200 if quick else DEFAULT_N_BOOT
+    tr, va, te = split(cohort)
     x_all, m_all = feat.pad_batch(cohort.sequences)
     y_all = cohort.y.astype(np.float32)
 
-    logit_model, calib, prob_model = _build_keras(x_all[tr], m_all[tr])
-    logit_model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    logit_model, calib, prob_model = variant.make(x_all[tr], m_all[tr])
+    logit_model.compile(
+        optimizer=keras.optimizers.Adam(variant.learning_rate), loss=keras.losses.BinaryCrossentropy(from_logits=True)
+    )
     logit_model.fit(
         [x_all[tr], m_all[tr]],
         y_all[tr],
         validation_data=([x_all[va], m_all[va]], y_all[va]),
-        epochs=4 if quick else 40,
+        epochs=variant.quick_epochs if quick else variant.epochs,
         batch_size=64,
         verbose=0,
         shuffle=True,
@@ -380,39 +422,39 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
         return np.asarray(prob_model.predict([x, m], verbose=0, batch_size=256), dtype=np.float32)
 
     p_val = predict(x_all[va], m_all[va]).ravel()
-    threshold, rule = common.choose_threshold(cohort.y[va], p_val, "youden")
+    threshold, rule = choose_threshold(cohort.y[va], p_val, "youden")
     x_te, m_te = feat.pad_batch([cohort.sequences[i] for i in te])
     p_te_keras = predict(x_te, m_te)
     p_te = p_te_keras.ravel()
     y_te = cohort.y[te]
-    metrics = common.binary_metrics(y_te, p_te, threshold, n_boot=n_boot)
+    metrics = binary_metrics(y_te, p_te, threshold, n_boot=n_boot)
     metrics.update(_news2_aucs(y_te, p_te, cohort.news2_last[te], n_boot))
 
-    out = Path(out_root) / MODEL_ID / VERSION
+    out = Path(out_root) / MODEL_ID / variant.version
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = out / "model.onnx"
     spec = [
         tf.TensorSpec([None, None, len(feat.COLUMNS)], tf.float32, name="observations"),
         tf.TensorSpec([None, None], tf.float32, name="mask"),
     ]
-    common.export_onnx(prob_model, spec, onnx_path, output_names=["probability"])
+    export_onnx(prob_model, spec, onnx_path, output_names=["probability"])
 
     # Parity gate: held-out test set (padded, mixed lengths) and held-out sequences tiled to several lengths.
-    parity = common.parity_gate({"probability": p_te_keras}, onnx_path, {"observations": x_te, "mask": m_te})
-    rng = np.random.default_rng(common.SEED)
+    parity = parity_gate({"probability": p_te_keras}, onnx_path, {"observations": x_te, "mask": m_te})
+    rng = np.random.default_rng(SEED)
     per_length: dict[str, float] = {}
     for t in PARITY_LENGTHS:
         xr = _tiled_sequences(rng, [cohort.sequences[i] for i in te], 4, t)
         mr = np.ones((4, t), dtype=np.float32)
         feeds = {"observations": xr, "mask": mr}
-        res = common.parity_gate({"probability": predict(xr, mr)}, onnx_path, feeds)
+        res = parity_gate({"probability": predict(xr, mr)}, onnx_path, feeds)
         per_length[str(t)] = res["max_abs_diff"]
     parity["per_length"] = per_length
     parity["max_abs_diff"] = max([parity["max_abs_diff"], *per_length.values()])
     parity.pop("per_output", None)
 
-    common.plot_roc(y_te, p_te, out / "roc.png", "vitals-deterioration (test)")
-    common.plot_calibration(y_te, p_te, out / "calibration.png", "vitals-deterioration (test)")
+    plot_roc(y_te, p_te, out / "roc.png", "vitals-deterioration (test)")
+    plot_calibration(y_te, p_te, out / "calibration.png", "vitals-deterioration (test)")
     x_tr_real = x_all[tr][m_all[tr] > 0.5]
     inputs = []
     units = {s["name"]: s.get("unit") for s in feat.FIELD_SPECS}
@@ -444,17 +486,18 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
                 "allowed": None,
             }
         )
-    io = common.onnx_io(onnx_path)
+    io = onnx_io(onnx_path)
     lengths = np.array([len(s) for s in cohort.sequences])
     manifest: dict[str, Any] = {
         "schema_version": 1,
+        "created": variant.created,
         "id": MODEL_ID,
-        "version": VERSION,
+        "version": variant.version,
         "task": "vitals",
         "kind": "classification",
         "synthetic": synthetic,
         "intended_use": (
-            f"Demonstrates a GRU over ward vital-sign sequences that estimates the probability of "
+            f"Demonstrates a {variant.name} over ward vital-sign sequences that estimates the probability of "
             f"deterioration within {HORIZON_HOURS} h, shown beside NEWS2; research and engineering demo."
         ),
         "not_for_clinical_use": (
@@ -470,7 +513,7 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
         "onnx": {
             "file": "model.onnx",
             "sha256": "",
-            "opset": common.OPSET,
+            "opset": OPSET,
             "inputs": io["inputs"],
             "outputs": io["outputs"],
         },
@@ -493,7 +536,7 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
             "method": "platt",
             "params": {"a": a, "b": b, "fitted_on": "validation split", "in_graph": True},
             "ece": metrics["ece"]["value"],
-            "reliability": common.reliability_table(y_te, p_te),
+            "reliability": reliability_table(y_te, p_te),
         },
         "training_data": {
             **cohort.source,
@@ -501,7 +544,7 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
             "n_train": len(tr),
             "n_validation": len(va),
             "n_test": len(te),
-            "split": f"stratified by outcome, one sequence per patient, seed {common.SEED}",
+            "split": f"stratified by outcome, one sequence per patient, seed {SEED}",
             "prevalence": float(cohort.y.mean()),
             "observations_per_patient": {
                 "min": int(lengths.min()),
@@ -512,7 +555,7 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
         "metrics": metrics,
         "parity": parity,
         "files": {"card": "card.md", "roc": "roc.png", "calibration": "calibration.png"},
-        "created_with": common.versions(),
+        "created_with": versions(),
         "vitals": {
             "features": feat.FIELD_SPECS,
             "columns": list(feat.COLUMNS),
@@ -523,11 +566,14 @@ def build(out_root: Path, *, quick: bool = False, csv: Path | None = None) -> Pa
             "news2": "RCP 2017, SpO2 scale 1, last observation; values rounded half up to chart precision",
             "explain": "occlusion over windows of consecutive observations, carried forward (see service)",
         },
-        "architecture": f"Normalization -> GRU({GRU_UNITS}, masked) -> Dense(16, relu) -> Dense(1) -> Platt sigmoid",
+        "architecture": variant.architecture,
     }
-    manifest["onnx"]["sha256"] = common.sha256_file(onnx_path)  # for the card; write_model_folder re-checks
-    card = common.render_card(manifest, extra_sections=_card_sections(manifest, synthetic))
-    common.write_model_folder(
+    manifest["onnx"]["sha256"] = sha256_file(onnx_path)  # for the card; write_model_folder re-checks
+    sections = _card_sections(manifest, synthetic, variant.name)
+    if variant.change_note:
+        sections = {"Changes from the live version": variant.change_note, **sections}
+    card = render_card(manifest, extra_sections=sections)
+    write_model_folder(
         out,
         manifest,
         card,
@@ -550,7 +596,7 @@ def _ci(m: Mapping[str, Any]) -> str:
     return f"{m['value']:.3f} (95% CI {m['ci95'][0]:.3f}–{m['ci95'][1]:.3f})"
 
 
-def _card_sections(manifest: Mapping[str, Any], synthetic: bool) -> dict[str, str]:
+def _card_sections(manifest: Mapping[str, Any], synthetic: bool, name: str = "GRU") -> dict[str, str]:
     met = manifest["metrics"]
     longest = manifest["training_data"]["observations_per_patient"]["max"]
     verdict = (
@@ -564,7 +610,7 @@ def _card_sections(manifest: Mapping[str, Any], synthetic: bool) -> dict[str, st
             [
                 "| score | AUC (95% CI) |",
                 "|---|---|",
-                f"| GRU probability | {_ci(met['auc'])} |",
+                f"| {name} probability | {_ci(met['auc'])} |",
                 f"| NEWS2 of the last observation | {_ci(met['news2_auc'])} |",
                 f"| difference (paired bootstrap) | {_ci(met['auc_minus_news2_auc'])} |",
                 "",

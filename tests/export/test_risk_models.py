@@ -14,7 +14,12 @@ import onnxruntime as ort
 import pytest
 
 from model_export import __main__ as cli
-from model_export import breast_cancer, common
+from model_export import breast_cancer
+from model_export.calibration import expected_calibration_error, platt_fit, reliability_table
+from model_export.export import ParityError, export_onnx, onnx_io, parity_gate, sha256_file
+from model_export.manifest import write_model_folder
+from model_export.metrics import binary_metrics, bootstrap_ci, choose_threshold, regression_metrics
+from model_export.splits import set_seeds
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +71,7 @@ def test_quick_build_writes_every_artifact_and_passes_parity(
     assert folder.parts[-2:] == (model_id, "1.0.0")
     assert files <= {p.name for p in folder.iterdir()}
     m = _manifest(folder)
-    assert m["onnx"]["sha256"] == common.sha256_file(folder / "model.onnx")
+    assert m["onnx"]["sha256"] == sha256_file(folder / "model.onnx")
     assert m["onnx"]["opset"] == 17
     assert m["preprocessing"] == {"standardization": "in_graph"}
     assert m["metrics"]["n_bootstrap"] == 200  # quick mode
@@ -75,7 +80,7 @@ def test_quick_build_writes_every_artifact_and_passes_parity(
         feeds = {k[3:]: ref[k] for k in ref.files if k.startswith("in:")}
         keras_out = {k[4:]: ref[k] for k in ref.files if k.startswith("out:")}
     assert len(feeds["features"]) == m["training_data"]["n_test"] == m["parity"]["n"]
-    report = common.parity_gate(
+    report = parity_gate(
         keras_out, folder / "model.onnx", feeds, tol=m["parity"]["tolerance"], rtol=m["parity"]["rtol"]
     )
     assert report["max_abs_diff"] == pytest.approx(m["parity"]["max_abs_diff"])
@@ -139,7 +144,7 @@ def test_threshold_is_chosen_on_the_validation_split_only(
 
 def test_cli_exits_non_zero_when_a_model_fails_parity(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     def failing(out_root: Path, **_: Any) -> Path:
-        raise common.ParityError("simulated")
+        raise ParityError("simulated")
 
     monkeypatch.setattr(breast_cancer, "build", failing)
     assert cli.main(["--model", "breast-cancer", "--out", str(tmp_path)]) == 1
@@ -152,23 +157,21 @@ def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path, np
     import keras
     import tensorflow as tf
 
-    common.set_seeds()
+    set_seeds()
     x = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
     inp = keras.Input((4,), name="features")
     out = keras.layers.Dense(1, activation="sigmoid", name="probability")(keras.layers.Dense(3)(inp))
     model = keras.Model(inp, out)
     path = tmp_path_factory.mktemp("tiny") / "model.onnx"
-    common.export_onnx(
-        model, [tf.TensorSpec([None, 4], tf.float32, name="features")], path, output_names=["probability"]
-    )
+    export_onnx(model, [tf.TensorSpec([None, 4], tf.float32, name="features")], path, output_names=["probability"])
     return model, path, x
 
 
 def test_parity_gate_passes_for_the_exported_model(tiny_export: tuple[Any, Path, np.ndarray]) -> None:
     model, path, x = tiny_export
-    report = common.parity_gate({"probability": model.predict(x, verbose=0)}, path, {"features": x})
+    report = parity_gate({"probability": model.predict(x, verbose=0)}, path, {"features": x})
     assert report["max_abs_diff"] <= 1e-5 and report["n"] == 50
-    assert common.onnx_io(path)["inputs"] == [{"name": "features", "shape": [None, 4], "dtype": "float32"}]
+    assert onnx_io(path)["inputs"] == [{"name": "features", "shape": [None, 4], "dtype": "float32"}]
 
 
 def test_parity_gate_raises_when_weights_change_after_export(tiny_export: tuple[Any, Path, np.ndarray]) -> None:
@@ -177,8 +180,8 @@ def test_parity_gate_raises_when_weights_change_after_export(tiny_export: tuple[
     original = layer.get_weights()
     try:
         layer.set_weights([w + 0.05 for w in original])
-        with pytest.raises(common.ParityError, match="outside tolerance"):
-            common.parity_gate({"probability": model.predict(x, verbose=0)}, path, {"features": x})
+        with pytest.raises(ParityError, match="outside tolerance"):
+            parity_gate({"probability": model.predict(x, verbose=0)}, path, {"features": x})
     finally:
         layer.set_weights(original)
 
@@ -186,11 +189,11 @@ def test_parity_gate_raises_when_weights_change_after_export(tiny_export: tuple[
 def test_parity_gate_tolerance_boundary_and_missing_output(tiny_export: tuple[Any, Path, np.ndarray]) -> None:
     model, path, x = tiny_export
     ref = model.predict(x, verbose=0)
-    with pytest.raises(common.ParityError):
-        common.parity_gate({"probability": ref + 1e-4}, path, {"features": x})
-    common.parity_gate({"probability": ref + 1e-4}, path, {"features": x}, tol=1e-3)
-    with pytest.raises(common.ParityError, match="lacks outputs"):
-        common.parity_gate({"logit": ref}, path, {"features": x})
+    with pytest.raises(ParityError):
+        parity_gate({"probability": ref + 1e-4}, path, {"features": x})
+    parity_gate({"probability": ref + 1e-4}, path, {"features": x}, tol=1e-3)
+    with pytest.raises(ParityError, match="lacks outputs"):
+        parity_gate({"logit": ref}, path, {"features": x})
 
 
 # --- metrics, thresholds, calibration ----------------------------------------------------
@@ -207,7 +210,7 @@ def test_bootstrap_ci_contains_point_estimate_and_narrows_with_n() -> None:
     widths = []
     for n in (80, 2000):
         y, p = _scores(n, rng, signal=0.5)  # AUC ~0.75, away from the ceiling
-        ci = common.bootstrap_ci(roc_auc_score, y, p, n_boot=500)
+        ci = bootstrap_ci(roc_auc_score, y, p, n_boot=500)
         lo, hi = ci["ci95"]
         assert lo <= ci["value"] <= hi
         assert ci["value"] == pytest.approx(roc_auc_score(y, p))
@@ -220,25 +223,25 @@ def test_bootstrap_skips_resamples_lacking_a_class() -> None:
 
     y = np.array([0, 0, 0, 0, 0, 1])
     p = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.9])
-    ci = common.bootstrap_ci(roc_auc_score, y, p, n_boot=300)
+    ci = bootstrap_ci(roc_auc_score, y, p, n_boot=300)
     assert ci["value"] == 1.0 and np.isfinite(ci["ci95"]).all()
     with pytest.raises(ValueError, match="undefined on the full sample"):
-        common.bootstrap_ci(roc_auc_score, np.zeros(5), p[:5], n_boot=50)
+        bootstrap_ci(roc_auc_score, np.zeros(5), p[:5], n_boot=50)
     # Defined on the full sample but on no resample: every resample is dropped -> error, not nan.
     with pytest.raises(ValueError, match="every bootstrap"):
-        common.bootstrap_ci(lambda a, b: 1.0 if np.array_equal(b, p) else float("nan"), y, p, n_boot=20, seed=7)
+        bootstrap_ci(lambda a, b: 1.0 if np.array_equal(b, p) else float("nan"), y, p, n_boot=20, seed=7)
 
 
 def test_binary_and_regression_metrics_have_cis() -> None:
     rng = np.random.default_rng(2)
     y, p = _scores(300, rng)
-    m = common.binary_metrics(y, p, 0.5, n_boot=200)
+    m = binary_metrics(y, p, 0.5, n_boot=200)
     for k in ("auc", "sensitivity", "specificity", "brier", "ece"):
         assert set(m[k]) == {"value", "ci95"}
     assert m["sensitivity"]["value"] == pytest.approx(np.mean(p[y == 1] >= 0.5))
     assert (m["n_test"], m["n_bootstrap"], m["threshold"]) == (300, 200, 0.5)
     t = rng.normal(100, 20, 200)
-    r = common.regression_metrics(t, t + rng.normal(0, 5, 200), n_boot=200)
+    r = regression_metrics(t, t + rng.normal(0, 5, 200), n_boot=200)
     assert 3 < r["mae"]["value"] < 5 and r["r2"]["ci95"][0] > 0.8
 
 
@@ -246,33 +249,33 @@ def test_ece_and_reliability_table() -> None:
     # p = 0.25 on four cases with one positive, p = 0.75 on four with three: perfectly calibrated.
     y = np.array([1, 0, 0, 0, 1, 1, 1, 0])
     p = np.array([0.25] * 4 + [0.75] * 4)
-    assert common.expected_calibration_error(y, p) == pytest.approx(0.0)
-    assert common.expected_calibration_error(y, 1 - p) == pytest.approx(0.5)
-    rows = common.reliability_table(y, p)
+    assert expected_calibration_error(y, p) == pytest.approx(0.0)
+    assert expected_calibration_error(y, 1 - p) == pytest.approx(0.5)
+    rows = reliability_table(y, p)
     assert [(r["bin_lower"], r["count"], r["observed"]) for r in rows] == [(0.2, 4, 0.25), (0.7, 4, 0.75)]
-    assert common.reliability_table(np.array([1]), np.array([1.0]))[0]["bin_upper"] == 1.0
+    assert reliability_table(np.array([1]), np.array([1.0]))[0]["bin_upper"] == 1.0
 
 
 def test_choose_threshold_rules() -> None:
     y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     p = np.array([0.1, 0.2, 0.3, 0.6, 0.4, 0.7, 0.8, 0.9])
-    t, rule = common.choose_threshold(y, p, "youden")
+    t, rule = choose_threshold(y, p, "youden")
     pred = p >= t
     assert "Youden" in rule
     assert (pred == (y == 1)).sum() == 7  # best achievable on this toy set
-    t95, rule95 = common.choose_threshold(y, p, "sensitivity>=0.95")
+    t95, rule95 = choose_threshold(y, p, "sensitivity>=0.95")
     assert np.all(p[y == 1] >= t95) and t95 > 0.3 and "sensitivity >= 0.95" in rule95
     with pytest.raises(ValueError, match="both classes"):
-        common.choose_threshold(np.ones(4), p[:4])
+        choose_threshold(np.ones(4), p[:4])
     with pytest.raises(ValueError, match="unknown threshold rule"):
-        common.choose_threshold(y, p, "f1")
+        choose_threshold(y, p, "f1")
 
 
 def test_platt_fit_recovers_known_parameters() -> None:
     rng = np.random.default_rng(3)
     z = rng.normal(0, 2, 5000)
     y = (rng.random(5000) < 1 / (1 + np.exp(-(0.5 * z - 1.0)))).astype(int)
-    a, b = common.platt_fit(z, y)
+    a, b = platt_fit(z, y)
     assert a == pytest.approx(0.5, abs=0.08) and b == pytest.approx(-1.0, abs=0.15)
 
 
@@ -281,13 +284,13 @@ def test_write_model_folder_refuses_incomplete_parity_arrays(
 ) -> None:
     _, path, x = tiny_export
     (tmp_path / "model.onnx").write_bytes(path.read_bytes())
-    manifest = {"onnx": {"file": "model.onnx", **common.onnx_io(path)}}
+    manifest = {"onnx": {"file": "model.onnx", **onnx_io(path)}}
     with pytest.raises(ValueError, match="cover every ONNX input and output"):
-        common.write_model_folder(tmp_path, manifest, "card", {"in:features": x})
+        write_model_folder(tmp_path, manifest, "card", {"in:features": x})
     with pytest.raises(ValueError, match="must start with"):
-        common.write_model_folder(tmp_path, manifest, "card", {"x": x})
-    out = common.write_model_folder(
+        write_model_folder(tmp_path, manifest, "card", {"x": x})
+    out = write_model_folder(
         tmp_path, manifest, "card", {"in:features": x, "out:probability": np.zeros((50, 1), np.float32)}
     )
     written = json.loads((out / "manifest.json").read_text())
-    assert written["onnx"]["sha256"] == common.sha256_file(out / "model.onnx")
+    assert written["onnx"]["sha256"] == sha256_file(out / "model.onnx")

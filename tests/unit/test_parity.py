@@ -42,6 +42,7 @@ REQUIRED_KEYS = {
     "parity",
     "files",
     "created_with",
+    "created",
 }
 ONNX_KEYS = {"file", "sha256", "opset", "inputs", "outputs"}
 INPUT_KEYS = {"name", "dtype", "unit", "description", "min", "max", "train_min", "train_max", "train_mean"}
@@ -94,6 +95,7 @@ def test_manifest_has_required_keys(folder: Path) -> None:
     assert (m["id"], m["version"]) == (folder.parent.name, folder.name)
     assert re.fullmatch(r"[a-z0-9][a-z0-9-]*", m["id"])
     assert re.fullmatch(r"\d+\.\d+\.\d+", m["version"])
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", m["created"])
     assert m["task"] in {"risk", "imaging", "vitals"}
     assert isinstance(m["synthetic"], bool)
     assert m["synthetic"] == m["training_data"]["synthetic"]
