@@ -91,9 +91,7 @@ def _measure(rows: int) -> dict[str, Any]:
         names = [i["name"] for i in entry.manifest["inputs"]]
         parity = np.load(entry.path / "parity.npz")["in:features"].astype(np.float32)
         x = parity[np.arange(rows) % len(parity)]
-        lines = ["id," + ",".join(names)] + [
-            f"r{k}," + ",".join(map(str, row)) for k, row in enumerate(x)
-        ]
+        lines = ["id," + ",".join(names)] + [f"r{k}," + ",".join(map(str, row)) for k, row in enumerate(x)]
         data = ("\n".join(lines) + "\n").encode()
         key = f"incoming/{MODEL_ID}/bench.csv"
         s3.put_object(Bucket="bench-input", Key=key, Body=data)

@@ -47,7 +47,7 @@ def bench_outputs(n: int = 2000) -> dict[str, Any]:
 
     from medserve import audit, provenance, sr
     from medserve.registry import Registry
-    from medserve.tasks.imaging import service as imaging
+    from medserve.tasks.imaging import fhir as imaging_fhir
 
     entry = Registry.load(ROOT / "layers" / "models", task="imaging", sessions=False).get("chest-xray")
     event = json.loads((ROOT / "events" / "imaging_dicom.json").read_text())
@@ -67,7 +67,7 @@ def bench_outputs(n: int = 2000) -> dict[str, Any]:
         "heatmap": None,
         "warnings": [],
     }
-    template = imaging.fhir_bundle(entry, result, "rid")
+    template = imaging_fhir.bundle(entry, result, "rid")
     results["provenance_label_and_attest"] = warm(
         lambda: provenance.label_and_attest(copy.deepcopy(template), input_sha256=sha), n // 4
     )

@@ -24,6 +24,17 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
 os.environ.setdefault("MEDSERVE_ORT_THREADS", "1")
 
 
+def live_folder(model_id: str, models: Path = MODELS) -> Path:
+    """The folder of a model's live version (``live.json``; the highest version without one)."""
+    release = models / model_id / "live.json"
+    if release.is_file():
+        return models / model_id / json.loads(release.read_text())["live"]
+    return max(
+        (p.parent for p in (models / model_id).glob("*/manifest.json")),
+        key=lambda p: [int(x) for x in p.name.split(".")],
+    )
+
+
 def load_event(name: str) -> dict[str, Any]:
     """An event from ``events/`` (``.json`` optional)."""
     path = EVENTS / (name if name.endswith(".json") else f"{name}.json")

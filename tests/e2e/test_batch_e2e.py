@@ -18,10 +18,11 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from tests.conftest import live_folder
 from tests.e2e.conftest import REPO_ROOT, _free_port, _tail, local_runner
 
 WAIT_S = 60.0
-BC_MANIFEST = json.loads(next((REPO_ROOT / "layers/models/breast-cancer").glob("*/manifest.json")).read_text())
+BC_MANIFEST = json.loads((live_folder("breast-cancer") / "manifest.json").read_text())
 BC_NAMES = [i["name"] for i in BC_MANIFEST["inputs"]]
 
 

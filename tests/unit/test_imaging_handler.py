@@ -22,13 +22,13 @@ from PIL import Image
 from medserve.api import SYNTHETIC_WARNING
 from medserve.registry import Registry
 from medserve.tasks.imaging.decode import ImageSpec, decode_image, to_model_input
-from tests.conftest import MODELS, ROOT, invoke, load_event
+from tests.conftest import MODELS, ROOT, invoke, live_folder, load_event
 from tests.unit.test_imaging_decode import PHI, _png_with_size, jpeg_bytes, make_dicom, phi_parts, png_bytes, ramp
 
 PNG_EVENT = load_event("imaging_png")
 JSON_EVENT = load_event("imaging_json")
 DICOM_EVENT = load_event("imaging_dicom")
-MODEL_DIR = next((MODELS / "chest-xray").glob("*/manifest.json")).parent
+MODEL_DIR = live_folder("chest-xray")
 MANIFEST = json.loads((MODEL_DIR / "manifest.json").read_text())
 SPEC = ImageSpec.from_manifest(MANIFEST)
 

@@ -18,9 +18,9 @@ from medserve.registry import ModelEntry
 from medserve.tasks.imaging.decode import ImageSpec
 from medserve.tasks.imaging.fhir import bundle as fhir_bundle
 from medserve.tasks.imaging.service import HEATMAP_MAX_SIDE, heatmap, read_json_body, read_raw
-from tests.conftest import MODELS
+from tests.conftest import live_folder
 
-CHEST = next((MODELS / "chest-xray").glob("*/manifest.json"))
+CHEST = live_folder("chest-xray") / "manifest.json"
 
 
 def _png(hm: dict) -> np.ndarray:

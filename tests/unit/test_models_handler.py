@@ -10,7 +10,7 @@ from openapi_spec_validator import validate
 
 from medserve.openapi import openapi_document
 from medserve.registry import Registry
-from tests.conftest import MODELS, invoke, load_event
+from tests.conftest import MODELS, invoke, live_folder, load_event
 
 ALL_IDS = sorted(p.name for p in MODELS.iterdir() if p.is_dir() and any(p.glob("*/manifest.json")))
 
@@ -35,7 +35,7 @@ def test_models_lists_model_objects() -> None:
 def test_model_detail_has_inputs_outputs_metrics_and_card() -> None:
     status, _, body = invoke("models", load_event("models_get"))
     assert status == 200
-    manifest = json.loads(next((MODELS / "breast-cancer").glob("*/manifest.json")).read_text())
+    manifest = json.loads((live_folder("breast-cancer") / "manifest.json").read_text())
     assert body["id"] == "breast-cancer"
     assert [i["name"] for i in body["inputs"]] == [i["name"] for i in manifest["inputs"]]
     assert body["outputs"] == manifest["outputs"]
@@ -98,16 +98,16 @@ def test_model_detail_lists_versions_with_their_status() -> None:
 def test_openapi_request_schemas_follow_the_manifests(tmp_path: Path) -> None:
     # Given a copy of the models where one risk model loses an input and a vitals range changes
     shutil.copytree(MODELS, tmp_path / "models", ignore=shutil.ignore_patterns("*.npz", "*.keras"))
-    bc = next((tmp_path / "models" / "breast-cancer").glob("*/manifest.json"))
-    manifest = json.loads(bc.read_text())
-    dropped = manifest["inputs"].pop()["name"]
-    bc.write_text(json.dumps(manifest))
-    vt = next((tmp_path / "models" / "vitals-deterioration").glob("*/manifest.json"))
-    vitals = json.loads(vt.read_text())
-    for feature in vitals["vitals"]["features"]:
-        if feature["name"] == "heart_rate":
-            feature["max"] = 250.0
-    vt.write_text(json.dumps(vitals))
+    for bc in (tmp_path / "models" / "breast-cancer").glob("*/manifest.json"):  # every served version
+        manifest = json.loads(bc.read_text())
+        dropped = manifest["inputs"].pop()["name"]
+        bc.write_text(json.dumps(manifest))
+    for vt in (tmp_path / "models" / "vitals-deterioration").glob("*/manifest.json"):
+        vitals = json.loads(vt.read_text())
+        for feature in vitals["vitals"]["features"]:
+            if feature["name"] == "heart_rate":
+                feature["max"] = 250.0
+        vt.write_text(json.dumps(vitals))
     # When the document is built from that registry
     doc = openapi_document(Registry.load(tmp_path / "models", sessions=False))
     validate(doc)

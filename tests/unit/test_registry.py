@@ -10,11 +10,11 @@ import pytest
 
 from medserve.problems import Problem
 from medserve.registry import ModelIntegrityError, Registry
-from tests.conftest import MODELS
+from tests.conftest import MODELS, live_folder
 
 
 def copy_model(tmp_path: Path, model_id: str = "breast-cancer", version: str | None = None) -> Path:
-    src = next((MODELS / model_id).glob("*/manifest.json")).parent
+    src = live_folder(model_id)
     dst = tmp_path / model_id / (version or src.name)
     shutil.copytree(src, dst)
     if version:

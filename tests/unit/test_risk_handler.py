@@ -9,14 +9,14 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tests.conftest import MODELS, invoke, load_event, with_body
+from tests.conftest import MODELS, invoke, live_folder, load_event, with_body
 
 BC = load_event("risk_breast_cancer")
 DB = load_event("risk_diabetes")
 
 
 def manifest(model_id: str) -> dict:
-    return json.loads(next((MODELS / model_id).glob("*/manifest.json")).read_text())
+    return json.loads((live_folder(model_id) / "manifest.json").read_text())
 
 
 def instances(event: dict) -> list[dict]:
@@ -52,7 +52,7 @@ def test_breast_cancer_predicts_label_and_calibrated_probability() -> None:
 
 def test_probabilities_equal_raw_onnx_runtime() -> None:
     m = manifest("breast-cancer")
-    folder = next((MODELS / "breast-cancer").glob("*/manifest.json")).parent
+    folder = live_folder("breast-cancer")
     session = ort.InferenceSession(str(folder / m["onnx"]["file"]), providers=["CPUExecutionProvider"])
     names = [i["name"] for i in m["inputs"]]
     x = np.array([[row[n] for n in names] for row in instances(BC)], dtype=np.float32)

@@ -13,12 +13,12 @@ from medserve.api import lambda_entry, task_app
 from medserve.batch.keys import parse_key
 from medserve.problems import Problem
 from medserve.registry import ModelIntegrityError, Registry
-from tests.conftest import MODELS, FakeContext, load_event
+from tests.conftest import FakeContext, live_folder, load_event
 
 
 def versioned_models(tmp_path: Path, live: str | None = "1.0.0", retired: tuple[str, ...] = ("0.9.0",)) -> Path:
     """breast-cancer as 0.9.0, 1.0.0 and 1.1.0 (same weights), with a live.json when ``live`` is set."""
-    src = next((MODELS / "breast-cancer").glob("*/manifest.json")).parent
+    src = live_folder("breast-cancer")
     for version in ("0.9.0", "1.0.0", "1.1.0"):
         dst = tmp_path / "breast-cancer" / version
         shutil.copytree(src, dst)

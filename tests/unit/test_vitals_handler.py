@@ -12,13 +12,13 @@ import onnxruntime as ort
 import pytest
 
 from medserve.tasks.vitals.news2 import news2
-from tests.conftest import MODELS, invoke, load_event, with_body
+from tests.conftest import invoke, live_folder, load_event, with_body
 
 EVENT = load_event("vitals_predict")
 EXPLAIN = load_event("vitals_predict_explain")
 FHIR = load_event("vitals_predict_fhir")
 INVALID = load_event("vitals_predict_invalid")
-FOLDER = next((MODELS / "vitals-deterioration").glob("*/manifest.json")).parent
+FOLDER = live_folder("vitals-deterioration")
 MANIFEST = json.loads((FOLDER / "manifest.json").read_text())
 ACVPU = "ACVPU"
 

@@ -1,7 +1,7 @@
 """AI transparency for every FHIR Bundle MedServe makes: the AIAST label and a Provenance.
 
 :func:`label_and_attest` post-processes a ``collection`` Bundle built by any task
-(``medserve.fhir.risk_bundle``, the imaging and vitals ``fhir_bundle``):
+(each task's ``Task.fhir``):
 
 - every resource (the Bundle itself included) gets the HL7 AI-asserted security
   label in ``meta.security`` (system ``v3-ObservationValue``, code ``AIAST``), as the

@@ -88,6 +88,7 @@ class RiskTask(Task):
     def request_schema(self, entries: list[ModelEntry]) -> dict[str, Any]:
         schema = body_record(instance_record(entries[0]) if entries else Record(())).json_schema()
         variants = [instance_record(e).json_schema() for e in entries]
+        variants = [v for k, v in enumerate(variants) if v not in variants[:k]]  # versions that share inputs
         schema["properties"]["instances"]["items"] = {"oneOf": variants} if variants else {"type": "object"}
         return {"application/json": {"schema": schema}}
 
