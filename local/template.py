@@ -251,7 +251,9 @@ def _mock_routes(api_id: str, props: Mapping[str, Any], api: ApiSpec) -> list[Ro
     routes = []
     for path, methods in (body.get("paths") or {}).items():
         for method, operation in (methods or {}).items():
-            integration = (operation or {}).get("x-amazon-apigateway-integration") if isinstance(operation, Mapping) else None
+            if not isinstance(operation, Mapping):
+                continue
+            integration = operation.get("x-amazon-apigateway-integration")
             if not isinstance(integration, Mapping) or str(integration.get("type", "")).lower() != "mock":
                 continue
             security = {name for requirement in operation.get("security") or [] for name in requirement}
