@@ -174,6 +174,13 @@ def test_waf_guards_the_stage_and_can_be_switched_off(
     assert acl["Properties"]["Scope"] == "REGIONAL"
     assert managed == {"AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet"}
     assert len(rate) == 1 and rate[0]["Action"] == {"Block": {}}
+    # The open health route takes no body (its GET would still reach the function).
+    health = rules["OpenHealthTakesNoBody"]
+    parts = health["Statement"]["AndStatement"]["Statements"]
+    assert health["Action"] == {"Block": {}}
+    assert parts[0]["ByteMatchStatement"]["SearchString"] == "/v1/health"
+    assert parts[1]["SizeConstraintStatement"]["ComparisonOperator"] == "GT"
+    assert parts[1]["SizeConstraintStatement"]["Size"] == 0
     assert rate[0]["Statement"]["RateBasedStatement"]["Limit"] == {"Ref": "WafRateLimit"}
     assert association["Properties"]["WebACLArn"] == {"Fn::GetAtt": ["ApiWebAcl", "Arn"]}
     assert association["Properties"]["ResourceArn"]["Fn::Sub"].endswith(
