@@ -226,3 +226,46 @@ def test_band_overrides_follow_the_live_manifest(tmp_path: Path) -> None:
 def test_golden_request_labels_hold_identifiers_only() -> None:
     golden = GoldenRequest("breast-cancer", "1.0.0", "case-1", {"path": "/v1/risk/breast-cancer/predict"})
     assert golden.label == "breast-cancer@1.0.0/case-1"
+
+
+def test_binary_golden_requests_reach_the_imaging_handler_base64_encoded() -> None:
+    # A PNG golden request, recorded from the real imaging handler, checks against a replay of itself
+    # and fails once a recorded number is moved beyond the tolerance.
+    request: dict[str, Any] = {
+        "name": "png",
+        "method": "POST",
+        "path": "/v1/imaging/chest-xray/predict",
+        "headers": {"content-type": "image/png"},
+        "body_base64": load_event("imaging_png")["body"],
+        "atol": 1e-5,
+        "rtol": 1e-4,
+    }
+    first = load_handler("imaging").lambda_handler(to_event(request), FakeContext())
+    assert first["statusCode"] == 200, first["body"][:300]
+    recorded = json.loads(first["body"])
+    numeric = {k: v for k, v in recorded.items() if k in {"prediction", "predictions"}}
+    assert numeric, sorted(recorded)
+    request["expect"] = {"status": 200, "json": numeric}
+
+    replay = load_handler("imaging").lambda_handler(to_event(request), FakeContext())
+    assert check_response(request, replay) == []
+    shifted = copy.deepcopy(numeric)
+    assert _shift_first_float(shifted)
+    request["expect"]["json"] = shifted
+    assert check_response(request, replay) != []
+
+
+def _shift_first_float(value: Any) -> bool:
+    """Add 0.01 to the first float found (depth first); True when one was found."""
+    items: list[tuple[Any, Any]] = []
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, list):
+        items = list(enumerate(value))
+    for key, item in items:
+        if isinstance(item, float):
+            value[key] = item + 0.01
+            return True
+        if _shift_first_float(item):
+            return True
+    return False
