@@ -26,7 +26,8 @@ def banner(api: LocalApi, failures: dict[str, BaseException], extra_lines: list[
     lines.append(f"  {'METHOD':<7} {'PATH':<{width}}  {'FUNCTION':<18} AUTH ON AWS")
     for route in api.routes.routes:
         auth = "none" if route.auth == "NONE" else route.auth
-        lines.append(f"  {route.method:<7} {route.path:<{width}}  {route.function_id:<18} {auth}")
+        target = route.function_id if route.mock is None else "(API Gateway)"
+        lines.append(f"  {route.method:<7} {route.path:<{width}}  {target:<18} {auth}")
     lines.append("")
     lines.append(f"models dir: {api.models_dir}")
     lines.append("auth:       no auth locally (IAM / SigV4 on AWS, except where the table says none)")

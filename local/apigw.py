@@ -366,3 +366,32 @@ def _render(
 
 def _error_type(response_type: str) -> str:
     return "".join(part.capitalize() for part in response_type.split("_")) + "Exception"
+
+
+def mock_response(integration: Mapping[str, Any], api: ApiSpec, *, request_id: str, method: str) -> HttpResponse:
+    """Answer a MOCK integration: its default integration response, ``$context`` variables filled in.
+
+    Parameters
+    ----------
+    integration
+        The ``x-amazon-apigateway-integration`` object (``type: mock``).
+    api
+        The API it belongs to.
+    request_id, method
+        Values for ``$context.requestId`` and ``$context.httpMethod``.
+    """
+    response = (integration.get("responses") or {}).get("default") or {}
+    context = {"requestId": request_id, "extendedRequestId": request_id, "httpMethod": method, "stage": api.stage}
+    templates = response.get("responseTemplates") or {}
+    template = str(templates.get("application/json") or next(iter(templates.values()), ""))
+    body = _CONTEXT_VAR.sub(lambda m: str(context.get(m.group(1), "")), template)
+    headers: list[tuple[str, str]] = []
+    prefix = "method.response.header."
+    for name, value in (response.get("responseParameters") or {}).items():
+        text = str(value)
+        if name.startswith(prefix) and len(text) >= 2 and text[0] == text[-1] == "'":
+            headers.append((name[len(prefix) :], text[1:-1]))
+    if not any(k.lower() == "content-type" for k, _ in headers):
+        headers.append(("Content-Type", "application/json"))
+    headers.append(("x-amzn-RequestId", request_id))
+    return HttpResponse(status=int(response.get("statusCode") or 200), headers=headers, body=body.encode("utf-8"))

@@ -111,7 +111,9 @@ class LocalApi:
     @property
     def api_functions(self) -> list[FunctionRuntime]:
         """The functions with at least one API route."""
-        return [self.functions[fid] for fid in dict.fromkeys(r.function_id for r in self.routes.routes)]
+        return [
+            self.functions[fid] for fid in dict.fromkeys(r.function_id for r in self.routes.routes if r.mock is None)
+        ]
 
     def init_functions(self) -> dict[str, BaseException]:
         """Import every API function now; returns the failures by logical id (tracebacks are logged)."""
@@ -200,6 +202,9 @@ class LocalApi:
             ) or problem(404, f"No route for {req.method} {req.raw_path}", req.request_id)
             return response, "(no route)"
         route = match.route
+        if route.mock is not None:  # API Gateway answers itself: no function, the body is never used
+            req.discard_body()
+            return apigw.mock_response(route.mock, apis[0], request_id=req.request_id, method=req.method), route.path
         try:
             body = req.read_body(binary=binary, apis=apis)
         except _TooLarge as exc:

@@ -42,6 +42,8 @@ class RouteSpec:
     method: str
     api_id: str
     auth: str
+    mock: Mapping[str, Any] | None = None
+    """For a MOCK integration (no function): the ``x-amazon-apigateway-integration`` object."""
 
 
 @dataclass
@@ -75,6 +77,7 @@ class Template:
     resolver: Resolver
     functions: dict[str, FunctionSpec]
     apis: dict[str, ApiSpec]
+    mock_routes: list[RouteSpec] = field(default_factory=list)
 
     @property
     def root(self) -> Path:
@@ -84,7 +87,7 @@ class Template:
     @property
     def routes(self) -> list[RouteSpec]:
         """Every API route of every function."""
-        return [route for fn in self.functions.values() for route in fn.routes]
+        return [route for fn in self.functions.values() for route in fn.routes] + list(self.mock_routes)
 
     def functions_with_event(self, event_type: str) -> list[FunctionSpec]:
         """Functions with at least one event of ``event_type`` (``"SQS"``, ``"S3"``, ``"Api"`` ...)."""
@@ -215,14 +218,57 @@ def parse_template(
                     function_id=logical_id,
                     event_name=event_name,
                     path=str(ev_props["Path"]),
-                    method=str(ev_props["Method"]).upper(),
+                    method=_method(ev_props["Method"]),
                     api_id=api_id,
                     auth=route_auth,
                 )
             )
         functions[logical_id] = spec
     _add_gateway_response_resources(resources, resolver, apis)
-    return Template(path=path, raw=raw, resolver=resolver, functions=functions, apis=apis)
+    mocks = [
+        route
+        for logical_id, resource in resources.items()
+        if resource.get("Type") == "AWS::Serverless::Api" and logical_id in apis
+        for route in _mock_routes(logical_id, resource.get("Properties") or {}, apis[logical_id])
+    ]
+    return Template(path=path, raw=raw, resolver=resolver, functions=functions, apis=apis, mock_routes=mocks)
+
+
+_ANY_METHOD = "x-amazon-apigateway-any-method"
+
+
+def _method(value: Any) -> str:
+    """An event's method in upper case; API Gateway's any-method extension is ``ANY``."""
+    text = str(value)
+    return "ANY" if text.lower() == _ANY_METHOD else text.upper()
+
+
+def _mock_routes(api_id: str, props: Mapping[str, Any], api: ApiSpec) -> list[RouteSpec]:
+    """Methods of an inline ``DefinitionBody`` answered by API Gateway itself (``type: mock``)."""
+    body = props.get("DefinitionBody")
+    if not isinstance(body, Mapping):
+        return []
+    routes = []
+    for path, methods in (body.get("paths") or {}).items():
+        for method, operation in (methods or {}).items():
+            if not isinstance(operation, Mapping):
+                continue
+            integration = operation.get("x-amazon-apigateway-integration")
+            if not isinstance(integration, Mapping) or str(integration.get("type", "")).lower() != "mock":
+                continue
+            security = {name for requirement in operation.get("security") or [] for name in requirement}
+            routes.append(
+                RouteSpec(
+                    function_id="",
+                    event_name=f"mock {method}",
+                    path=str(path),
+                    method=_method(method),
+                    api_id=api_id,
+                    auth="NONE" if "NONE" in security else api.default_auth,
+                    mock=integration,
+                )
+            )
+    return routes
 
 
 def _add_gateway_response_resources(resources: Mapping[str, Any], resolver: Resolver, apis: dict[str, ApiSpec]) -> None:

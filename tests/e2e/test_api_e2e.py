@@ -18,6 +18,18 @@ def test_health_is_open_and_lists_models(server: str, http: requests.Session) ->
     assert {"breast-cancer", "diabetes-progression"} <= set(r.json()["models"])
 
 
+def test_wrong_methods_on_health_get_the_gateways_405_without_a_function(server: str, http: requests.Session) -> None:
+    # On AWS a MOCK integration answers these (no Lambda invocation); the runner reads it from the template.
+    r = http.post(f"{server}/v1/health", data=b"x" * 4096, headers={"Content-Type": "text/plain"}, timeout=10)
+
+    assert r.status_code == 405
+    assert r.headers["Allow"] == "GET"
+    assert r.headers["Content-Type"] == "application/problem+json"
+    problem = r.json()
+    assert (problem["status"], problem["title"]) == (405, "Method Not Allowed")
+    assert problem["request_id"] == r.headers["x-amzn-RequestId"]
+
+
 def test_risk_predict_over_http(server: str, http: requests.Session) -> None:
     r = http.post(f"{server}/v1/risk/breast-cancer/predict", json=BODY, timeout=10)
     assert r.status_code == 200, r.text

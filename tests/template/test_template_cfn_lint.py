@@ -23,7 +23,7 @@ def test_cfn_lint_reports_a_broken_template(tmp_path: Path, repo_root: Path) -> 
     # The check above can fail: the same call flags a property of the wrong type.
     broken = tmp_path / "template.yaml"
     text = (repo_root / "template.yaml").read_text(encoding="utf-8")
-    broken.write_text(text.replace("SqsManagedSseEnabled: true", "SqsManagedSseEnabled: maybe", 1), encoding="utf-8")
+    broken.write_text(text.replace("EnableKeyRotation: true", "EnableKeyRotation: maybe", 1), encoding="utf-8")
 
     matches = lint_file(broken, config=ManualArgs(regions=REGIONS))
 

@@ -29,6 +29,8 @@ FUNCTION_DIRS = {
     "ImagingFunction": "imaging",
     "VitalsFunction": "vitals",
     "BatchFunction": "batch",
+    "PreTrafficHook": "deploy_hooks",
+    "PostTrafficHook": "deploy_hooks",
 }
 
 

@@ -8,6 +8,7 @@ shared/DESIGN.md describe.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from collections.abc import Callable
@@ -24,9 +25,10 @@ FUNCTIONS = {
     "ImagingFunction": "functions/imaging/",
     "VitalsFunction": "functions/vitals/",
     "BatchFunction": "functions/batch/",
-    "InferenceFunction": "functions/inference/",
 }
-API_FUNCTIONS = ["ModelsFunction", "RiskFunction", "ImagingFunction", "VitalsFunction", "InferenceFunction"]
+API_FUNCTIONS = ["ModelsFunction", "RiskFunction", "ImagingFunction", "VitalsFunction"]
+# CodeDeploy lifecycle hooks (one code folder, two handlers).
+HOOKS = {"PreTrafficHook": "app.pre_traffic", "PostTrafficHook": "app.post_traffic"}
 
 # shared/API.md, "Routes": method, path -> function. Each path also has an ANY twin
 # on the same function so that a wrong method reaches it and gets a 405 problem.
@@ -38,13 +40,35 @@ CONTRACT_ROUTES = {
     ("POST", "/v1/imaging/{model_id}/predict"): "ImagingFunction",
     ("POST", "/v1/vitals/{model_id}/predict"): "VitalsFunction",
     ("GET", "/openapi.json"): "ModelsFunction",
-    ("GET", "/v2"): "InferenceFunction",
 }
-# The Open Inference Protocol v2 below /v2 (docs/v2.md): one greedy route, routed by the function.
-PROXY_ROUTES = {("ANY", "/v2/{proxy+}"): "InferenceFunction"}
-# /v1/health is open on every method (GET answers, the rest get the function's 405).
+# /v1/health is open on every method (GET answers; the rest get API Gateway's own MOCK 405).
 OPEN_ROUTES = {("GET", "/v1/health"), ("ANY", "/v1/health")}
+MOCK_ROUTES = {("ANY", "/v1/health")}
 ANY = "x-amazon-apigateway-any-method"
+# Every gateway response type API Gateway (REST) has: each one answers problem+json.
+GATEWAY_RESPONSE_TYPES = {
+    "ACCESS_DENIED",
+    "API_CONFIGURATION_ERROR",
+    "AUTHORIZER_CONFIGURATION_ERROR",
+    "AUTHORIZER_FAILURE",
+    "BAD_REQUEST_BODY",
+    "BAD_REQUEST_PARAMETERS",
+    "DEFAULT_4XX",
+    "DEFAULT_5XX",
+    "EXPIRED_TOKEN",
+    "INTEGRATION_FAILURE",
+    "INTEGRATION_TIMEOUT",
+    "INVALID_API_KEY",
+    "INVALID_SIGNATURE",
+    "MISSING_AUTHENTICATION_TOKEN",
+    "QUOTA_EXCEEDED",
+    "REQUEST_TOO_LARGE",
+    "RESOURCE_NOT_FOUND",
+    "THROTTLED",
+    "UNAUTHORIZED",
+    "UNSUPPORTED_MEDIA_TYPE",
+    "WAF_FILTERED",
+}
 
 
 def _one(found: Resources) -> tuple[str, dict[str, Any]]:
@@ -66,24 +90,27 @@ def _routes(body: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def _target_function(operation: dict[str, Any]) -> str:
+    """The function whose ``live`` alias the integration invokes (never the unqualified function)."""
     uri = json.dumps(operation["x-amazon-apigateway-integration"]["uri"])
-    match = re.search(r"functions/\$\{(\w+)\.Arn\}/invocations", uri)
+    match = re.search(r"functions/\$\{(\w+)Aliaslive\}/invocations", uri)
     assert match, uri
     return match.group(1)
 
 
-def test_every_function_is_python312_x86_64_with_the_three_layers(of_type: Callable[[str], Resources]) -> None:
+def test_five_python312_x86_64_functions_and_two_hooks_with_the_three_layers(
+    of_type: Callable[[str], Resources],
+) -> None:
     functions = of_type("AWS::Lambda::Function")
     layers = of_type("AWS::Lambda::LayerVersion")
 
-    assert set(functions) == set(FUNCTIONS)
+    assert set(functions) == set(FUNCTIONS) | set(HOOKS)
     assert len(layers) == 3
     for name, fn in functions.items():
         props = fn["Properties"]
         assert props["Runtime"] == "python3.12", name
         assert props["Architectures"] == ["x86_64"], name
-        assert props["Handler"] == "app.lambda_handler", name
-        assert props["Code"]["S3Key"] == FUNCTIONS[name].strip("/"), name
+        assert props["Handler"] == HOOKS.get(name, "app.lambda_handler"), name
+        assert props["Code"]["S3Key"] == FUNCTIONS.get(name, "functions/deploy_hooks/").strip("/"), name
         assert props["TracingConfig"] == {"Mode": "Active"}, name
         assert sorted(layer["Ref"] for layer in props["Layers"]) == sorted(layers), name
         env = props["Environment"]["Variables"]
@@ -91,7 +118,7 @@ def test_every_function_is_python312_x86_64_with_the_three_layers(of_type: Calla
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == "MedServe", name
         assert env["MEDSERVE_ORT_THREADS"] in {"1", "2"}, name
     services = [fn["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] for fn in functions.values()]
-    assert len(set(services)) == len(FUNCTIONS), "each function names its own Powertools service"
+    assert len(set(services)) == len(functions), "each function names its own Powertools service"
 
 
 def test_layers_are_python312_x86_64_and_deleted_with_their_versions(
@@ -127,10 +154,13 @@ def test_routes_are_exactly_the_contract_plus_any_twins(of_type: Callable[[str],
     routes = _routes(_api_body(of_type))
     expected = dict(CONTRACT_ROUTES)
     expected.update({("ANY", path): fn for (_method, path), fn in CONTRACT_ROUTES.items()})
-    expected.update(PROXY_ROUTES)
+    for route in MOCK_ROUTES:
+        expected.pop(route)
 
-    assert {route: _target_function(op) for route, op in routes.items()} == expected
-    for route, op in routes.items():
+    assert set(routes) == set(expected) | MOCK_ROUTES
+    lambda_routes = {route: op for route, op in routes.items() if route not in MOCK_ROUTES}
+    assert {route: _target_function(op) for route, op in lambda_routes.items()} == expected
+    for route, op in lambda_routes.items():
         integration = op["x-amazon-apigateway-integration"]
         assert integration["type"] == "aws_proxy", route
         # InvokeRole NONE: API Gateway uses the function's resource policy, not the caller's credentials.
@@ -148,15 +178,37 @@ def test_iam_auth_everywhere_but_get_health(of_type: Callable[[str], Resources])
             assert schemes == {"AWS_IAM"}, route
 
 
-def test_every_route_may_invoke_its_function(of_type: Callable[[str], Resources]) -> None:
-    permissions = of_type("AWS::Lambda::Permission").values()
-    allowed = {
-        p["Properties"]["FunctionName"]["Ref"]
-        for p in permissions
-        if p["Properties"]["Principal"] == "apigateway.amazonaws.com"
-    }
+def _source_arn_pattern(permission: dict[str, Any]) -> str:
+    """A permission's execute-api SourceArn as a glob over ``<api>/<stage>/<METHOD>/<path>``."""
+    source = permission["Properties"]["SourceArn"]["Fn::Sub"]
+    text = source[0] if isinstance(source, list) else source
+    _, found, rest = re.split(r"(\$\{(?:__ApiId__|MedServeApi)\}/)", text, maxsplit=1)
+    assert found, text
+    return rest.replace("${__Stage__}", "*")
 
-    assert allowed == set(API_FUNCTIONS)
+
+def test_every_route_may_invoke_its_functions_live_alias(of_type: Callable[[str], Resources]) -> None:
+    permissions = [
+        p
+        for p in of_type("AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "apigateway.amazonaws.com"
+    ]
+    routes = _routes(_api_body(of_type))
+
+    assert {p["Properties"]["FunctionName"]["Ref"] for p in permissions} == {f"{f}Aliaslive" for f in API_FUNCTIONS}
+    for (method, path), op in routes.items():
+        if (method, path) in MOCK_ROUTES:
+            continue
+        function = _target_function(op)
+        # API Gateway checks "<api>/<stage>/<METHOD>/<path with the parameter values>".
+        request = f"prod/{'PATCH' if method == 'ANY' else method}/{re.sub(r'{[^}]+}', 'x', path).lstrip('/')}"
+        allowing = [
+            p
+            for p in permissions
+            if p["Properties"]["FunctionName"]["Ref"] == f"{function}Aliaslive"
+            and fnmatch.fnmatchcase(request, _source_arn_pattern(p))
+        ]
+        assert allowing, (method, path)
 
 
 def test_binary_media_types(of_type: Callable[[str], Resources]) -> None:
@@ -166,7 +218,6 @@ def test_binary_media_types(of_type: Callable[[str], Resources]) -> None:
         "image/png",
         "image/jpeg",
         "application/dicom",
-        "application/octet-stream",
     }
 
 
@@ -180,7 +231,7 @@ def test_one_prod_stage_traced_throttled_access_logged_without_bodies(
     assert props["TracingEnabled"] is True
     log_group = props["AccessLogSetting"]["DestinationArn"]["Fn::GetAtt"][0]
     assert resources[log_group]["Type"] == "AWS::Logs::LogGroup"
-    assert resources[log_group]["Properties"]["RetentionInDays"] > 0
+    assert resources[log_group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
     assert "$context.requestId" in props["AccessLogSetting"]["Format"]
     (setting,) = props["MethodSettings"]
     assert (setting["ResourcePath"], setting["HttpMethod"]) == ("/*", "*")
@@ -200,14 +251,14 @@ def _render(template: str) -> dict[str, Any]:
 def test_gateway_responses_are_problem_json(of_type: Callable[[str], Resources]) -> None:
     responses = _api_body(of_type)["x-amazon-apigateway-gateway-responses"]
 
-    assert {"DEFAULT_4XX", "DEFAULT_5XX", "MISSING_AUTHENTICATION_TOKEN"} <= set(responses)
+    assert set(responses) == GATEWAY_RESPONSE_TYPES
     for kind, response in responses.items():
         content_type = response["responseParameters"]["gatewayresponse.header.Content-Type"]
         assert content_type == "'application/problem+json'", kind
         problem = _render(response["responseTemplates"]["application/json"])
-        assert {"type", "title", "detail", "request_id"} <= set(problem), kind
-        if "statusCode" in response:
-            assert problem["status"] == int(response["statusCode"]), kind
+        # Every problem member, status included, and it is the status actually sent.
+        assert set(problem) == {"type", "title", "status", "detail", "request_id"}, kind
+        assert problem["status"] == int(response["statusCode"]), kind
 
 
 def test_unknown_routes_answer_404_problem(of_type: Callable[[str], Resources]) -> None:
@@ -228,22 +279,22 @@ def test_batch_queue_outlasts_six_function_timeouts_and_redrives_to_dlq(resource
         "maxReceiveCount": 3,
     }
     assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
-    assert queue["SqsManagedSseEnabled"] is True
-    assert dlq["SqsManagedSseEnabled"] is True
+    assert queue["KmsMasterKeyId"] == {"Fn::GetAtt": ["MedServeKey", "Arn"]}
+    assert dlq["KmsMasterKeyId"] == {"Fn::GetAtt": ["MedServeKey", "Arn"]}
 
 
 def test_batch_event_source_reports_item_failures(of_type: Callable[[str], Resources]) -> None:
     _, mapping = _one(of_type("AWS::Lambda::EventSourceMapping"))
     props = mapping["Properties"]
 
-    assert props["FunctionName"] == {"Ref": "BatchFunction"}
+    assert props["FunctionName"] == {"Ref": "BatchFunctionAliaslive"}  # the alias, never $LATEST
     assert props["EventSourceArn"] == {"Fn::GetAtt": ["BatchQueue", "Arn"]}
     assert props["BatchSize"] == 5
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert 0 <= props["MaximumBatchingWindowInSeconds"] <= 10
 
 
-@pytest.mark.parametrize("bucket", ["InputBucket", "OutputBucket"])
+@pytest.mark.parametrize("bucket", ["InputBucket", "OutputBucket", "TrailBucket", "AuditBucket"])
 def test_buckets_encrypted_private_versioned_and_tls_only(resources: Resources, bucket: str) -> None:
     props = resources[bucket]["Properties"]
     (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
@@ -253,7 +304,11 @@ def test_buckets_encrypted_private_versioned_and_tls_only(resources: Resources, 
         if r["Type"] == "AWS::S3::BucketPolicy" and r["Properties"]["Bucket"] == {"Ref": bucket}
     ]
 
-    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms"}
+    assert rule["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "aws:kms",
+        "KMSMasterKeyID": {"Fn::GetAtt": ["MedServeKey", "Arn"]},
+    }
+    assert resources[bucket]["DeletionPolicy"] == "Retain"
     assert props["PublicAccessBlockConfiguration"] == {
         "BlockPublicAcls": True,
         "BlockPublicPolicy": True,
@@ -316,7 +371,7 @@ def _is_s3_write(action: str) -> bool:
 
 def test_batch_reads_incoming_and_writes_only_results_and_errors(resources: Resources) -> None:
     statements = _batch_statements(resources)
-    managed = resources["BatchFunctionRole"]["Properties"]["ManagedPolicyArns"]
+    managed = resources["BatchFunctionRole"]["Properties"].get("ManagedPolicyArns", [])
     reads = [s for s in statements if any(a.startswith("s3:Get") for a in _actions(s))]
     writes = [s for s in statements if s["Effect"] == "Allow" and any(_is_s3_write(action) for action in _actions(s))]
 
@@ -346,46 +401,47 @@ def test_batch_environment(resources: Resources) -> None:
     assert int(env["MEDSERVE_BATCH_MAX_ROWS"]) == 100_000
 
 
-def test_each_function_has_a_retained_30_day_log_group(of_type: Callable[[str], Resources]) -> None:
-    named = {
-        json.dumps(g["Properties"]["LogGroupName"]): g["Properties"] for g in of_type("AWS::Logs::LogGroup").values()
-    }
+def test_each_function_logs_to_its_own_encrypted_log_group_with_the_retention_parameter(
+    of_type: Callable[[str], Resources], resources: Resources, transformed: dict[str, Any]
+) -> None:
+    functions = of_type("AWS::Lambda::Function")
+    groups = [fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"] for fn in functions.values()]
 
-    for name in FUNCTIONS:
-        props = named[json.dumps({"Fn::Sub": f"/aws/lambda/${{{name}}}"})]
-        assert props["RetentionInDays"] == 30, name
+    assert len(set(groups)) == len(functions), "one log group per function"
+    for name, fn in functions.items():
+        assert fn["Properties"]["LoggingConfig"]["LogFormat"] == "JSON", name
+    for group in [*groups, "ApiAccessLogGroup", "AuditDeliveryLogGroup"]:
+        props = resources[group]["Properties"]
+        assert props["RetentionInDays"] == {"Ref": "LogRetentionDays"}, group
+        assert props["KmsKeyId"] == {"Fn::GetAtt": ["MedServeKey", "Arn"]}, group
+        assert props["LogGroupName"]["Fn::Sub"].startswith(("/aws/lambda/${AWS::StackName}/", "/aws/")), group
+    assert transformed["Parameters"]["LogRetentionDays"]["Default"] == 365
 
 
-def test_alarms_watch_the_dlq_and_every_function(of_type: Callable[[str], Resources]) -> None:
+def test_alarms_watch_the_dlq_queue_age_and_every_function(of_type: Callable[[str], Resources]) -> None:
     alarms = [a["Properties"] for a in of_type("AWS::CloudWatch::Alarm").values()]
-    math = [a for a in alarms if "Metrics" in a]
-    alarms = [a for a in alarms if "Metrics" not in a]
-    dlq = [
-        a
-        for a in alarms
-        if a["MetricName"] == "ApproximateNumberOfMessagesVisible"
-        and a["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["BatchDLQ", "QueueName"]}}]
-    ]
-    errors = {
-        a["Dimensions"][0]["Value"]["Ref"]
-        for a in alarms
-        if a["Namespace"] == "AWS/Lambda" and a["MetricName"] == "Errors"
-    }
+    plain = [a for a in alarms if "Metrics" not in a]
 
-    assert len(dlq) == 1
-    assert (dlq[0]["Threshold"], dlq[0]["ComparisonOperator"]) == (0, "GreaterThanThreshold")
-    assert errors == set(FUNCTIONS)
+    def watching(namespace: str, metric: str) -> set[str]:
+        found = set()
+        for alarm in plain:
+            if (alarm["Namespace"], alarm["MetricName"]) == (namespace, metric):
+                value = alarm["Dimensions"][0]["Value"]
+                found.add(value.get("Ref") or value["Fn::GetAtt"][0] if isinstance(value, dict) else value)
+        return found
+
+    assert watching("AWS/SQS", "ApproximateNumberOfMessagesVisible") == {"BatchDLQ"}
+    assert watching("AWS/SQS", "ApproximateAgeOfOldestMessage") == {"BatchQueue"}
+    assert watching("AWS/Lambda", "Errors") == set(FUNCTIONS)
+    assert watching("AWS/Lambda", "Throttles") == set(FUNCTIONS)
+    assert watching("AWS/Lambda", "Duration") == set(API_FUNCTIONS)
     # API functions answer their own bugs as 500 problems, so Lambda's Errors misses them:
-    # one alarm sums MedServe/UnhandledErrors over every API function's service.
-    (unhandled,) = math
-    services = {
-        m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]
-        for m in unhandled["Metrics"]
-        if "MetricStat" in m and m["MetricStat"]["Metric"]["MetricName"] == "UnhandledErrors"
-    }
-    env = {n: of_type("AWS::Lambda::Function")[n]["Properties"]["Environment"]["Variables"] for n in FUNCTIONS}
-    api_services = {env[n]["POWERTOOLS_SERVICE_NAME"] for n in FUNCTIONS if n != "BatchFunction"}
-    assert services == api_services
+    # MedServe/UnhandledErrors per API function's Powertools service.
+    env = {n: of_type("AWS::Lambda::Function")[n]["Properties"]["Environment"]["Variables"] for n in API_FUNCTIONS}
+    assert watching("MedServe", "UnhandledErrors") == {env[n]["POWERTOOLS_SERVICE_NAME"] for n in API_FUNCTIONS}
+    for alarm in alarms:
+        assert alarm["TreatMissingData"] == "notBreaching"
+        assert alarm["AlarmActions"]["Fn::If"][0] == "HasAlarmTopic"
 
 
 def test_outputs(transformed: dict[str, Any]) -> None:

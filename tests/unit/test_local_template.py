@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from local.apigw import gateway_response
+from local.apigw import gateway_response, mock_response
 from local.cfn import Resolver, load_template
 from local.server import DEFAULT_TEMPLATE
 from local.template import merge_globals, parse_template
@@ -156,7 +157,7 @@ def test_the_projects_template_is_read() -> None:
     template = parse_template(DEFAULT_TEMPLATE)
     assert template.routes, "no Api events found in template.yaml"
     for route in template.routes:
-        assert route.function_id in template.functions
+        assert route.function_id in template.functions or route.mock is not None
         assert route.method in {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY"}
     health = [r for r in template.routes if r.path == "/v1/health" and r.method == "GET"]
     assert [r.auth for r in health] == ["NONE"]  # API.md: IAM on every route but /v1/health
@@ -173,3 +174,28 @@ def test_the_projects_template_is_read() -> None:
         if rendered is not None:  # the template maps the unknown-route answer; it must stay a problem
             assert b"rid-1" in rendered.body
             assert "$context" not in rendered.body.decode()
+
+
+def test_open_health_wrong_methods_are_a_mock_405_without_a_function() -> None:
+    # Given the project's template, the ANY method of the open /v1/health is API Gateway's own
+    # MOCK integration, so no request body ever reaches a function there.
+    template = parse_template(DEFAULT_TEMPLATE)
+    (mock,) = [r for r in template.routes if r.mock is not None]
+    assert (mock.method, mock.path, mock.auth, mock.function_id) == ("ANY", "/v1/health", "NONE", "")
+
+    # when it is rendered as the local runner does,
+    response = mock_response(mock.mock or {}, template.apis[mock.api_id], request_id="rid-7", method="POST")
+
+    # then it is the same 405 problem the functions give, with Allow and the request id.
+    headers = dict(response.headers)
+    assert response.status == 405
+    assert headers["Allow"] == "GET"
+    assert headers["Content-Type"] == "application/problem+json"
+    problem = json.loads(response.body)
+    assert problem == {
+        "type": "about:blank",
+        "title": "Method Not Allowed",
+        "status": 405,
+        "detail": "POST is not allowed here; allowed: GET",
+        "request_id": "rid-7",
+    }

@@ -1,0 +1,398 @@
+"""CodeDeploy lifecycle hooks: golden requests through the version being deployed.
+
+PreTraffic (before any traffic moves to the new versions) and PostTraffic (after the
+alias shift) run the same checks against different targets:
+
+* every ``<models>/<id>/<version>/golden.json`` (the format in the common brief) whose
+  version is not retired is replayed as an API Gateway REST proxy event; the answer
+  must have the recorded status (200) and every number in ``expect.json`` must match
+  within the request's ``atol``/``rtol`` (``|got - want| <= atol + rtol * |want|``);
+* ``GET /v1/health`` must answer 200 with ``"status": "ok"``.
+
+Targets come from ``MEDSERVE_HOOK_TARGETS``: a JSON object mapping a route prefix to the
+function version (PreTraffic: ``!Ref Fn.Version``) or alias ARN (PostTraffic) that serves
+it; the longest matching prefix wins. ``TARGET_FUNCTION_VERSION`` (one ARN for every
+route) is accepted as well. The hook always reports ``Succeeded`` or ``Failed`` to
+CodeDeploy, also when a check raises. Nothing from a request or response body is logged:
+only request names, statuses, counts and the JSON path of a mismatch.
+
+``python -m medserve.deploy_hooks bands [MODELS_DIR]`` prints the template's
+``MonitoringBand<Model>=metric,low,high`` parameter overrides from the live manifests.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+log = logging.getLogger("medserve.deploy_hooks")
+
+TARGETS_ENV = "MEDSERVE_HOOK_TARGETS"
+SINGLE_TARGET_ENV = "TARGET_FUNCTION_VERSION"
+HEALTH = {"name": "health", "method": "GET", "path": "/v1/health", "expect": {"status": 200, "json": {"status": "ok"}}}
+WIDE_BAND = ("PositiveShare", 0.0, 1.0)
+
+Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
+"""``invoke(function_arn, event) -> API Gateway proxy response`` (raises on a function error)."""
+
+
+class HookError(Exception):
+    """A golden check could not run (bad file, unknown route, function error)."""
+
+
+@dataclass(frozen=True)
+class GoldenRequest:
+    """One recorded request and what it must answer."""
+
+    model: str
+    version: str
+    name: str
+    request: Mapping[str, Any]
+
+    @property
+    def label(self) -> str:
+        """``model@version/name``: safe to log (identifiers only)."""
+        return f"{self.model}@{self.version}/{self.name}"
+
+
+@dataclass
+class Report:
+    """What a hook run found."""
+
+    passed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when something was checked and nothing failed."""
+        return bool(self.passed) and not self.failed
+
+
+# -- golden files ------------------------------------------------------------------------
+def _retired(model_dir: Path) -> set[str]:
+    live = model_dir / "live.json"
+    if not live.is_file():
+        return set()
+    return {str(v) for v in json.loads(live.read_text(encoding="utf-8")).get("retired") or []}
+
+
+def load_golden(models_dir: str | Path) -> list[GoldenRequest]:
+    """Every golden request of every non-retired version under ``models_dir``.
+
+    Parameters
+    ----------
+    models_dir
+        The models folder (``/opt/models`` on Lambda).
+
+    Returns
+    -------
+    list of GoldenRequest
+        Sorted by model, version and file order.
+    """
+    found: list[GoldenRequest] = []
+    for path in sorted(Path(models_dir).glob("*/*/golden.json")):
+        if path.parent.name in _retired(path.parent.parent):
+            continue
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        model, version = str(doc.get("model") or path.parent.parent.name), str(doc.get("version") or path.parent.name)
+        for i, request in enumerate(doc.get("requests") or []):
+            if not isinstance(request, Mapping) or "path" not in request:
+                raise HookError(f"{path}: request {i} has no path")
+            found.append(GoldenRequest(model, version, str(request.get("name") or i), request))
+    return found
+
+
+# -- API Gateway events -------------------------------------------------------------------
+def _resource(path: str) -> tuple[str, dict[str, str] | None]:
+    """The API's path template and path parameters for a concrete MedServe path."""
+    parts = path.strip("/").split("/")
+    if len(parts) == 4 and parts[0] == "v1" and parts[3] == "predict":
+        return f"/v1/{parts[1]}/{{model_id}}/predict", {"model_id": parts[2]}
+    if len(parts) == 3 and parts[:2] == ["v1", "models"]:
+        return "/v1/models/{model_id}", {"model_id": parts[2]}
+    return path, None
+
+
+def to_event(request: Mapping[str, Any], *, stage: str = "prod") -> dict[str, Any]:
+    """A golden request as the API Gateway REST proxy event the function would receive.
+
+    Parameters
+    ----------
+    request
+        One entry of a golden file's ``requests`` (or :data:`HEALTH`).
+    stage
+        The stage name in the request context.
+    """
+    method = str(request.get("method") or "GET").upper()
+    path = str(request["path"])
+    resource, path_params = _resource(path)
+    headers = {str(k): str(v) for k, v in (request.get("headers") or {}).items()}
+    query = {str(k): str(v) for k, v in (request.get("query") or {}).items()} or None
+    if "body_base64" in request:
+        body: str | None = str(request["body_base64"])
+        encoded = True
+    elif "body" in request:
+        raw = request["body"]
+        body = raw if isinstance(raw, str) else json.dumps(raw, separators=(",", ":"))
+        encoded = False
+        headers.setdefault("content-type", "application/json")
+    else:
+        body, encoded = None, False
+    request_id = f"deploy-hook-{uuid.uuid4()}"
+    return {
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers or None,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()} or None,
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
+        "pathParameters": path_params,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": resource,
+            "httpMethod": method,
+            "path": f"/{stage}{path}" + (f"?{urlencode(query)}" if query else ""),
+            "stage": stage,
+            "requestId": request_id,
+            "extendedRequestId": request_id,
+            "protocol": "HTTP/1.1",
+            "identity": {"sourceIp": "127.0.0.1", "userAgent": "medserve-deploy-hook", "userArn": None},
+        },
+        "body": body,
+        "isBase64Encoded": encoded,
+    }
+
+
+def response_json(response: Mapping[str, Any]) -> Any:
+    """The JSON body of an API Gateway proxy response (``None`` when it is not JSON)."""
+    body = response.get("body")
+    if body is None:
+        return None
+    text = base64.b64decode(body).decode("utf-8") if response.get("isBase64Encoded") else str(body)
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+# -- comparison ---------------------------------------------------------------------------
+def _mismatches(want: Any, got: Any, atol: float, rtol: float, where: str) -> Iterator[str]:
+    """JSON paths where ``got`` differs from ``want`` (numbers within tolerance match)."""
+    if isinstance(want, bool) or want is None or isinstance(want, str):
+        if got != want or type(got) is not type(want):
+            yield where
+    elif isinstance(want, (int, float)):
+        if isinstance(got, bool) or not isinstance(got, (int, float)):
+            yield where
+        elif not (math.isfinite(got) and abs(got - want) <= atol + rtol * abs(want)):
+            yield where
+    elif isinstance(want, Mapping):
+        if not isinstance(got, Mapping):
+            yield where
+            return
+        for key, value in want.items():
+            if key not in got:
+                yield f"{where}.{key}"
+            else:
+                yield from _mismatches(value, got[key], atol, rtol, f"{where}.{key}")
+    elif isinstance(want, list):
+        if not isinstance(got, list) or len(got) != len(want):
+            yield where
+            return
+        for i, (w, g) in enumerate(zip(want, got, strict=True)):
+            yield from _mismatches(w, g, atol, rtol, f"{where}[{i}]")
+    else:
+        yield where
+
+
+def check_response(request: Mapping[str, Any], response: Mapping[str, Any]) -> list[str]:
+    """Why ``response`` does not answer ``request`` as recorded (empty list: it does).
+
+    The status must equal ``expect.status`` (and be 200); every value in ``expect.json``
+    must be present, numbers within ``atol + rtol * |recorded|``. Reasons name JSON paths
+    and statuses only, never values.
+    """
+    expect = request.get("expect") or {}
+    want_status = int(expect.get("status", 200))
+    status = int(response.get("statusCode") or 0)
+    reasons = []
+    if want_status != 200:
+        reasons.append(f"golden status is {want_status}, not 200")
+    if status != want_status:
+        reasons.append(f"status {status}, recorded {want_status}")
+        return reasons
+    if "json" in expect:
+        got = response_json(response)
+        if got is None:
+            return [*reasons, "the answer is not JSON"]
+        atol, rtol = float(request.get("atol", 0.0)), float(request.get("rtol", 0.0))
+        wrong = list(_mismatches(expect["json"], got, atol, rtol, "$"))
+        if wrong:
+            more = f" (+{len(wrong) - 5} more)" if len(wrong) > 5 else ""
+            reasons.append(f"differs at {', '.join(wrong[:5])}{more} beyond atol={atol} rtol={rtol}")
+    return reasons
+
+
+# -- targets and runs --------------------------------------------------------------------
+def targets_from_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Route prefix -> function ARN from ``MEDSERVE_HOOK_TARGETS`` (or one ``TARGET_FUNCTION_VERSION``)."""
+    env = os.environ if env is None else env
+    if env.get(TARGETS_ENV):
+        targets = json.loads(env[TARGETS_ENV])
+        if not isinstance(targets, dict) or not targets:
+            raise HookError(f"{TARGETS_ENV} must be a non-empty JSON object")
+        return {str(k): str(v) for k, v in targets.items()}
+    if env.get(SINGLE_TARGET_ENV):
+        return {"/": env[SINGLE_TARGET_ENV]}
+    raise HookError(f"set {TARGETS_ENV} or {SINGLE_TARGET_ENV}")
+
+
+def target_for(path: str, targets: Mapping[str, str]) -> str:
+    """The function serving ``path``: the longest matching route prefix."""
+    matches = [prefix for prefix in targets if path.startswith(prefix)]
+    if not matches:
+        raise HookError("no target function for a golden route")
+    return targets[max(matches, key=len)]
+
+
+def run_checks(golden: list[GoldenRequest], targets: Mapping[str, str], invoke: Invoke) -> Report:
+    """Health on its target, then every golden request on the function serving its route."""
+    report = Report()
+    cases: list[tuple[str, Mapping[str, Any]]] = []
+    if any("/v1/health".startswith(prefix) for prefix in targets):
+        cases.append(("health", HEALTH))
+    cases += [(g.label, g.request) for g in golden]
+    for label, request in cases:
+        try:
+            response = invoke(target_for(str(request["path"]), targets), to_event(request))
+            reasons = check_response(request, response)
+        except HookError as exc:
+            reasons = [str(exc)]
+        except Exception as exc:  # a check that cannot run fails the deployment, never the hook
+            reasons = [f"invocation failed ({type(exc).__name__})"]
+        if reasons:
+            report.failed.append(f"{label}: {'; '.join(reasons)}")
+        else:
+            report.passed.append(label)
+    return report
+
+
+def lambda_invoker(client: Any) -> Invoke:
+    """An :data:`Invoke` that calls ``client.invoke`` (a boto3 Lambda client) synchronously."""
+
+    def invoke(function_arn: str, event: dict[str, Any]) -> dict[str, Any]:
+        answer = client.invoke(FunctionName=function_arn, InvocationType="RequestResponse", Payload=json.dumps(event))
+        payload = answer["Payload"].read()
+        if answer.get("FunctionError"):
+            raise HookError(f"the function raised ({answer['FunctionError']})")
+        result = json.loads(payload)
+        if not isinstance(result, dict):
+            raise HookError("the function did not answer an API Gateway proxy response")
+        return result
+
+    return invoke
+
+
+def handle(
+    event: Mapping[str, Any],
+    *,
+    codedeploy: Any,
+    invoke: Invoke,
+    models_dir: str | Path,
+    targets: Mapping[str, str] | None = None,
+    hook: str = "PreTraffic",
+) -> Report:
+    """Run the checks and report the outcome to CodeDeploy (always, even when a check raises).
+
+    Parameters
+    ----------
+    event
+        CodeDeploy's hook event (``DeploymentId``, ``LifecycleEventHookExecutionId``).
+    codedeploy
+        A boto3 CodeDeploy client.
+    invoke
+        How to call a function (:func:`lambda_invoker`).
+    models_dir
+        Where the golden files are (``/opt/models``).
+    targets
+        Route prefix -> function ARN (default: :func:`targets_from_env`).
+    hook
+        ``PreTraffic`` or ``PostTraffic`` (for the log).
+    """
+    try:
+        report = run_checks(load_golden(models_dir), targets or targets_from_env(), invoke)
+    except Exception as exc:  # unreadable golden files or targets: the deployment must not go on
+        report = Report(failed=[f"the checks could not run ({type(exc).__name__}: {exc})"])
+    status = "Succeeded" if report.ok else "Failed"
+    log.info(
+        "%s hook: %s (%d passed, %d failed)",
+        hook,
+        status,
+        len(report.passed),
+        len(report.failed),
+        extra={"failures": report.failed[:20]},
+    )
+    codedeploy.put_lifecycle_event_hook_execution_status(
+        deploymentId=event["DeploymentId"],
+        lifecycleEventHookExecutionId=event["LifecycleEventHookExecutionId"],
+        status=status,
+    )
+    return report
+
+
+# -- monitoring bands --------------------------------------------------------------------
+def _live_manifest(model_dir: Path) -> dict[str, Any] | None:
+    versions = sorted(
+        (p for p in model_dir.iterdir() if (p / "manifest.json").is_file()),
+        key=lambda p: tuple(int(x) if x.isdigit() else 0 for x in p.name.split(".")),
+    )
+    if not versions:
+        return None
+    live = model_dir / "live.json"
+    chosen = versions[-1]
+    if live.is_file():
+        name = str(json.loads(live.read_text(encoding="utf-8")).get("live") or "")
+        chosen = next((p for p in versions if p.name == name), chosen)
+    return dict(json.loads((chosen / "manifest.json").read_text(encoding="utf-8")))
+
+
+def band_overrides(models_dir: str | Path) -> dict[str, str]:
+    """``MonitoringBand<Model>`` -> ``"metric,low,high"`` from each live manifest's ``monitoring.band``.
+
+    Models without a recorded band are left out (the template's wide defaults apply).
+    """
+    out = {}
+    for model_dir in sorted(p for p in Path(models_dir).iterdir() if p.is_dir()):
+        manifest = _live_manifest(model_dir)
+        band = ((manifest or {}).get("monitoring") or {}).get("band")
+        if not isinstance(band, Mapping):
+            continue
+        name = "MonitoringBand" + "".join(part.capitalize() for part in model_dir.name.split("-"))
+        out[name] = f"{band['metric']},{float(band['low'])},{float(band['high'])}"
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``bands [MODELS_DIR]``: print ``--parameter-overrides`` values for ``sam deploy``."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] != "bands":
+        print("usage: python -m medserve.deploy_hooks bands [MODELS_DIR]", file=sys.stderr)
+        return 2
+    models_dir = args[1] if len(args) > 1 else os.environ.get("MEDSERVE_MODELS_DIR", "layers/models")
+    print(" ".join(f"{k}={v}" for k, v in band_overrides(models_dir).items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
