@@ -90,17 +90,20 @@ def risk_rows(entry: ModelEntry, table: Table, *, chunk_rows: int = CHUNK_ROWS) 
                 good.append(row)
         instances = [_risk_instance(row, table.format) for row in good]
         predictions: list[dict[str, Any]] = []
-        if good:
+        while good:
+            # A problem lists at most MAX_ERRORS errors: split what it lists, and try the rest again.
             try:
                 predictions = risk.predict(entry, instances)["predictions"]
+                break
             except Problem as problem:
                 by_row = _split_instance_errors(problem)
+                if not by_row:
+                    raise
                 for k, errors in by_row.items():
                     row = good[k]
                     out[row.index] = {**_row_base(row), "error": problem_body(unprocessable(errors))}
                 good = [row for k, row in enumerate(good) if k not in by_row]
                 instances = [inst for k, inst in enumerate(instances) if k not in by_row]
-                predictions = risk.predict(entry, instances)["predictions"] if good else []
         for row, prediction in zip(good, predictions, strict=True):
             out[row.index] = {**_row_base(row), "prediction": prediction}
         results.extend(out[row.index] for row in chunk)
