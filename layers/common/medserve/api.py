@@ -28,6 +28,8 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
+from medserve.jsonbody import loads as json_loads
+from medserve.negotiate import prefers_fhir
 from medserve.problems import (
     PROBLEM_CONTENT_TYPE,
     Problem,
@@ -114,8 +116,7 @@ def media_type(value: str) -> str:
 
 def wants_fhir(app: APIGatewayRestResolver) -> bool:
     """True when the caller's ``Accept`` asks for FHIR JSON."""
-    accept = header(app, "accept").lower()
-    return any(media_type(part) == FHIR_JSON for part in accept.split(","))
+    return prefers_fhir(header(app, "accept"))
 
 
 def problem_response(problem: Problem, rid: str) -> Response:
@@ -189,7 +190,7 @@ def precheck(app: MedServeResolver, event: dict[str, Any]) -> Problem | None:
     encoding = (lower.get("content-encoding", ("", ""))[1] or "").strip().lower()
     if encoding and encoding != "identity":
         return unsupported_media_type(
-            f"Content-Encoding {encoding!r} is not read; send the body uncompressed", field="content-encoding"
+            "this Content-Encoding is not read; send the body uncompressed", field="header.content-encoding"
         )
     if not event.get("body"):
         return bad_request("the request body is empty", field="body")
@@ -204,9 +205,9 @@ def precheck(app: MedServeResolver, event: dict[str, Any]) -> Problem | None:
         headers[key] = "application/json"
         return None
     return unsupported_media_type(
-        f"Content-Type {ctype!r} is not read here; send application/json"
+        "this Content-Type is not read here; send application/json"
         + (f" or one of {', '.join(accepted)}" if accepted else ""),
-        field="content-type",
+        field="header.content-type",
     )
 
 
@@ -225,7 +226,7 @@ def create_app(
         ``model_id -> entry``, raising a 404 :class:`Problem` for a model this
         function does not serve; checked before the body (see :func:`precheck`).
     """
-    app = MedServeResolver(enable_validation=True)
+    app = MedServeResolver(enable_validation=True, json_body_deserializer=json_loads)
     app.accepted_content_types = accepted_content_types
     app.model_lookup = model_lookup
 
@@ -243,7 +244,7 @@ def create_app(
     @app.exception_handler(RequestUnsupportedContentType)
     def _unsupported(_: RequestUnsupportedContentType) -> Response:
         return problem_response(
-            unsupported_media_type("unsupported Content-Type", field="content-type"), request_id(app)
+            unsupported_media_type("unsupported Content-Type", field="header.content-type"), request_id(app)
         )
 
     @app.not_found
@@ -294,7 +295,7 @@ def read_json(app: APIGatewayRestResolver) -> dict[str, Any]:
     try:
         # NaN/Infinity literals are parsed (as Python's json does, and as the risk route's
         # validation does) so that the field validation names them: 422, not 400.
-        body = json.loads(raw)
+        body = json_loads(raw)
     except ValueError as exc:
         raise bad_request("the request body is not valid JSON", field="body") from exc
     except RecursionError as exc:
