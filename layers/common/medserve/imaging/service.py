@@ -25,7 +25,7 @@ from PIL import Image
 
 from medserve import fhir
 from medserve.imaging.decode import DecodedImage, ImageSpec, decode_image, resize, to_model_input
-from medserve.problems import bad_request, unprocessable, unsupported_media_type
+from medserve.problems import bad_request, unknown_key, unprocessable, unsupported_media_type
 from medserve.registry import ModelEntry
 
 RAW_CONTENT_TYPES: tuple[str, ...] = ("image/png", "image/jpeg", "application/dicom")
@@ -113,7 +113,8 @@ def _check_query(query: dict[str, str] | None, *, allow_explain: bool) -> None:
             continue
         if key == "explain":
             raise unprocessable([("explain", "with a JSON body, set explain in the body, not the query")])
-        raise unprocessable([(key, "unknown query parameter")])
+        # The name is caller input (it may be patient data): the place is named, never the key.
+        raise unprocessable([("query", "has an unknown parameter; only explain=true|false is accepted")])
 
 
 def read_raw(body: str | None, *, is_base64: bool, content_type: str, query: dict[str, str] | None) -> ImageRequest:
@@ -132,9 +133,8 @@ def read_raw(body: str | None, *, is_base64: bool, content_type: str, query: dic
     """
     if content_type not in RAW_CONTENT_TYPES:
         raise unsupported_media_type(
-            f"Content-Type {content_type!r} is not accepted; send application/json or one of "
-            + ", ".join(RAW_CONTENT_TYPES),
-            field="content-type",
+            "this Content-Type is not accepted; send application/json or one of " + ", ".join(RAW_CONTENT_TYPES),
+            field="header.content-type",
         )
     _check_query(query, allow_explain=True)
     explain = _flag((query or {}).get("explain"), "explain")
@@ -154,7 +154,7 @@ def read_raw(body: str | None, *, is_base64: bool, content_type: str, query: dic
 def read_json_body(body: dict[str, Any], query: dict[str, str] | None = None) -> ImageRequest:
     """A JSON request ``{"image": "<base64>", "explain": false}`` (already parsed to a dict)."""
     _check_query(query, allow_explain=False)
-    errors: list[tuple[str, str]] = [(k, "unknown field") for k in sorted(body.keys() - _JSON_FIELDS)]
+    errors: list[tuple[str, str]] = [unknown_key("", k) for k in sorted(body.keys() - _JSON_FIELDS)]
     image = body.get("image")
     explain = body.get("explain", False)
     if "image" not in body:
