@@ -148,7 +148,7 @@ def test_compressed_bodies_are_415() -> None:
     event = with_body(load_event("risk_breast_cancer"), "\x1f\x8b", **{"Content-Encoding": "gzip"})
     status, _, problem = invoke("risk", event)
     assert status == 415
-    assert problem["errors"][0]["field"] == "content-encoding"
+    assert problem["errors"][0]["field"] == "header.content-encoding"
 
 
 def test_isbase64encoded_body_that_is_not_base64_is_400() -> None:
