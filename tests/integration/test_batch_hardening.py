@@ -219,3 +219,19 @@ def test_hostile_dicoms_get_a_422_document_naming_the_element(stack: BatchStack,
     assert doc["status"] == 422
     assert field in [e["field"] for e in doc["errors"]]
     assert MARKER not in json.dumps(doc)
+
+
+def test_more_bad_rows_than_a_problem_lists_each_get_their_own_error() -> None:
+    # A problem lists at most 100 errors: the rows past them must still get theirs, not a prediction.
+    from medserve.batch import tasks
+    from medserve.batch.readers import read_table
+
+    good = [float(v) for v in BC_X[0]]
+    bad = [-1.0 for _ in BC_NAMES]  # below every feature's minimum: one error per feature
+    rows = [bad] * 150 + [good]
+    text = ",".join(BC_NAMES) + "\n" + "\n".join(",".join(str(v) for v in r) for r in rows) + "\n"
+    table = read_table(text.encode(), "x.csv", required=BC_NAMES, max_rows=1000)
+    results = tasks.risk_rows(BC, table)
+    assert [("error" in r) for r in results] == [True] * 150 + [False]
+    assert all(r["error"]["status"] == 422 for r in results[:150])
+    assert "prediction" in results[150]
