@@ -297,3 +297,14 @@ def test_a_dicom_whose_codestream_declares_a_huge_image_is_refused_before_decodi
         decode_image(data, spec=ImageSpec(), field="body")
     assert info.value.status in (413, 422)
     assert not decoded, "the pixel data was decoded before the declared size was checked"
+
+
+@pytest.mark.parametrize("event", ["models_health", "models_list", "models_openapi"])
+def test_handlers_answer_head_like_get_without_body(event: str) -> None:
+    ev = load_event(event)
+    ev["httpMethod"] = "HEAD"
+    ev["requestContext"]["httpMethod"] = "HEAD"
+    status, headers, body = invoke("models", ev)
+    assert status == 200, body
+    assert not body
+    assert headers["content-type"].startswith("application/json")

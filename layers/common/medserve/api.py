@@ -352,6 +352,9 @@ def lambda_entry(app: MedServeResolver) -> Callable[[dict[str, Any], Any], dict[
     )
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         start = time.perf_counter()
+        head = (event.get("httpMethod") or "").upper() == "HEAD"
+        if head:  # HEAD is answered as GET would be, without the body
+            event = {**event, "httpMethod": "GET"}
         early = precheck(app, event)
         if early is not None:
             rid = (event.get("requestContext") or {}).get("requestId") or str(uuid.uuid4())
@@ -373,6 +376,8 @@ def lambda_entry(app: MedServeResolver) -> Callable[[dict[str, Any], Any], dict[
                 "duration_ms": round((time.perf_counter() - start) * 1000, 2),
             },
         )
+        if head:
+            response = {**response, "body": "", "isBase64Encoded": False}
         return response
 
     return handler
