@@ -439,6 +439,7 @@ def _make_handler(api: LocalApi) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
         server_version = "MedServeLocal"
         timeout = api.read_timeout  # socket read timeout: a stalled client is not held forever
+        disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
 
         def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
             """The stdlib's own errors (unknown method, bad request line, header too long) as problem+json.

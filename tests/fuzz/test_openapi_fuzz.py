@@ -18,8 +18,8 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis.errors import Unsatisfiable
 from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
 
 from local import LocalApi
 
@@ -87,44 +87,57 @@ def violations(response: Any) -> list[str]:
     return out
 
 
+def fuzz_operation(
+    operation: Any,
+    mode: schemathesis.GenerationMode,
+    *,
+    base_url: str,
+    session: requests.Session,
+    failures: list[str],
+    counted: dict[str, int],
+) -> None:
+    """Run one operation's seeded cases in one generation mode, collecting every violation."""
+    label = f"{operation.method.upper()} {operation.path} [{mode.value}"
+    examples = EXAMPLES.get(operation.method.lower(), EXAMPLES["post"])
+
+    @settings(
+        max_examples=examples,
+        derandomize=True,  # seeded: the same cases on every run
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate],  # no shrinking: failures are collected, not minimised
+    )
+    @given(case=operation.as_strategy(generation_mode=mode), where=st.sampled_from(PLANTS))
+    def run(case: Any, where: str) -> None:
+        plant(case, where)
+        try:
+            response = case.call(base_url=base_url, session=session, timeout=30)
+        except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL, UnicodeError):
+            counted["unsendable"] += 1  # the client cannot send it; API Gateway never receives it
+            return
+        counted["cases"] += 1
+        for problem in violations(response):
+            if len(failures) < 50:
+                failures.append(f"{label}, {where}]: {problem}")
+
+    try:
+        run()
+    except Unsatisfiable:
+        # Nothing of this operation can be made invalid (a GET without parameters or body).
+        if mode is not schemathesis.GenerationMode.NEGATIVE:
+            raise
+
+
 def test_fuzz_every_operation_positive_and_negative(api: LocalApi) -> None:
     schema = schemathesis.openapi.from_url(f"{api.url}/openapi.json")
     failures: list[str] = []
     counted = {"cases": 0, "unsendable": 0}
     started = time.monotonic()
-    session = requests.Session()
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
-            examples = EXAMPLES.get(operation.method.lower(), EXAMPLES["post"])
-
-            @settings(
-                max_examples=examples,
-                derandomize=True,  # seeded: the same cases on every run
-                database=None,
-                deadline=None,
-                suppress_health_check=list(HealthCheck),
-                phases=[Phase.explicit, Phase.generate],  # no shrinking: failures are collected, not minimised
-            )
-            @given(case=operation.as_strategy(generation_mode=mode), where=st.sampled_from(PLANTS))
-            def run(case: Any, where: str) -> None:
-                plant(case, where)
-                try:
-                    response = case.call(base_url=api.url, session=session, timeout=30)
-                except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL, UnicodeError):
-                    counted["unsendable"] += 1  # the client cannot send it; API Gateway never receives it
-                    return
-                counted["cases"] += 1
-                for problem in violations(response):
-                    if len(failures) < 50:
-                        failures.append(f"{operation.method.upper()} {operation.path} [{mode.value}, {where}]: {problem}")
-
-            try:
-                run()
-            except Unsatisfiable:
-                # Nothing of this operation can be made invalid (a GET without parameters or body).
-                if mode is not schemathesis.GenerationMode.NEGATIVE:
-                    raise
+    with requests.Session() as session:
+        for result in schema.get_all_operations():
+            for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
+                fuzz_operation(result.ok(), mode, base_url=api.url, session=session, failures=failures, counted=counted)
     print(f"fuzz: {counted} in {time.monotonic() - started:.1f} s")  # measured in bench/RESULTS.md
     assert not failures, "\n".join(failures)
     assert counted["cases"] >= MIN_CASES, counted
