@@ -204,7 +204,7 @@ class LocalApi:
                 method=req.method,
                 raw_path=req.raw_path,
                 fallback_types=("DEFAULT_4XX",),
-            ) or problem(404, f"No route for {req.method} {req.raw_path}", req.request_id)
+            ) or problem(404, "No route for this method and path", req.request_id)
             return response, "(no route)"
         route = match.route
         try:

@@ -308,3 +308,13 @@ def test_handlers_answer_head_like_get_without_body(event: str) -> None:
     assert status == 200, body
     assert not body
     assert headers["content-type"].startswith("application/json")
+
+
+def test_an_unknown_route_does_not_echo_the_path() -> None:
+    ev = load_event("models_list")
+    ev["path"] = f"/v1/models/a/{MARKER}"
+    ev["resource"] = "/{proxy+}"
+    status, headers, problem = invoke("models", ev)
+    assert status == 404
+    assert headers["content-type"] == "application/problem+json"
+    assert not echoed(problem), problem

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from local import LocalApi
-from tests.unit.test_local_runner import raw_request, write_project
+from tests.unit.test_local_runner import TEMPLATE, raw_request, write_project
 
 METHOD = "ZQXJMETHOD"
 
@@ -73,3 +73,16 @@ def test_head_on_a_get_only_route_is_answered_like_get_without_body(api: LocalAp
     assert head.status_code == got.status_code
     assert head.content == b""
     assert head.headers["content-type"] == got.headers["content-type"]
+
+
+def test_a_path_without_route_is_not_echoed(tmp_path: Path) -> None:
+    # A template without gateway responses: the runner's own 404 answers.
+    lines = TEMPLATE.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if "GatewayResponses:" in line)
+    end = next(i for i, line in enumerate(lines) if "EchoFunction:" in line)
+    path = write_project(tmp_path, "".join(lines[:start] + lines[end:]))
+    with LocalApi(path, port=0, eager=False) as local:
+        r = requests.get(f"{local.url}/v1/nowhere/{METHOD}", timeout=10)
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert METHOD not in r.text

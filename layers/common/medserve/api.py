@@ -254,7 +254,7 @@ def create_app(
         if allowed:
             problem = method_not_allowed(event.http_method, allowed)
         else:
-            problem = not_found(f"no route {event.http_method} {event.path}")
+            problem = not_found("no route for this method and path")  # the path is the caller's: not repeated
         return problem_response(problem, request_id(app))
 
     @app.exception_handler(UnicodeDecodeError)
