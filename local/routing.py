@@ -128,7 +128,11 @@ class RouteTable:
             return None
         path, params = found
         methods = self._by_path[path]
-        route = methods.get(method.upper()) or methods.get("ANY")
+        upper = method.upper()
+        route = methods.get(upper)
+        if route is None and upper == "HEAD":  # HEAD is answered like GET (without the body)
+            route = methods.get("GET")
+        route = route or methods.get("ANY")
         if route is None:
             return None
         return Match(route=route, path_parameters=params or None)

@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ DISCARD_LIMIT = 64 * 1024 * 1024
 """A refused body is read and thrown away up to this size (so the client sees the answer), then the
 connection is closed."""
 _CHUNK = 64 * 1024
+READ_TIMEOUT_S = 30.0
+"""A connection that sends nothing for this long (a body shorter than its Content-Length) is answered 408."""
 
 
 class _TooLarge(Exception):
@@ -72,6 +75,8 @@ class LocalApi:
         and init is retried on the next request, as Lambda does).
     region
         ``AWS_REGION`` for the functions and intrinsic resolution.
+    read_timeout
+        Seconds a socket read may wait (a client that stalls mid-request gets a 408 and is closed).
     """
 
     def __init__(
@@ -85,6 +90,7 @@ class LocalApi:
         eager: bool = True,
         strict: bool = False,
         region: str | None = None,
+        read_timeout: float = READ_TIMEOUT_S,
     ) -> None:
         self.region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         self.template: Template = parse_template(template, region=self.region)
@@ -104,6 +110,7 @@ class LocalApi:
         self._requested_port = port
         self.eager = eager
         self.strict = strict
+        self.read_timeout = read_timeout
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -199,7 +206,7 @@ class LocalApi:
                 method=req.method,
                 raw_path=req.raw_path,
                 fallback_types=("DEFAULT_4XX",),
-            ) or problem(404, f"No route for {req.method} {req.raw_path}", req.request_id)
+            ) or problem(404, "No route for this method and path", req.request_id)
             return response, "(no route)"
         route = match.route
         if route.mock is not None:  # API Gateway answers itself: no function, the body is never used
@@ -436,6 +443,15 @@ def _make_handler(api: LocalApi) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "MedServeLocal"
+        timeout = api.read_timeout  # socket read timeout: a stalled client is not held forever
+        disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """The stdlib's own errors (unknown method, bad request line, header too long) as problem+json.
+
+            Its HTML page quotes the method or request line back; this names only the status.
+            """
+            _send_stdlib_error(self, code)
 
         def handle_expect_100(self) -> bool:
             # Refuse an oversized body before the client sends it.
@@ -468,6 +484,11 @@ def _make_handler(api: LocalApi) -> type[BaseHTTPRequestHandler]:
             req = _Request(self, api)
             try:
                 response, route = api.handle(req)
+            except TimeoutError:
+                # The client stopped sending mid-body: answer 408 and close (the body is unread).
+                response, route = _request_timeout(req.request_id), "(timeout)"
+                req._body_consumed = True
+                self.close_connection = True
             except Exception:
                 log.exception("the local runner failed on request %s", req.request_id)
                 response, route = (
@@ -511,3 +532,38 @@ def _make_handler(api: LocalApi) -> type[BaseHTTPRequestHandler]:
             log.warning("http: " + format, *args)
 
     return Handler
+
+
+def _request_timeout(request_id: str) -> HttpResponse:
+    return problem(
+        408,
+        "The request was not received in time (the body stopped short of its Content-Length)",
+        request_id,
+        title="Request Timeout",
+    )
+
+
+def _send_stdlib_error(handler: BaseHTTPRequestHandler, code: int) -> None:
+    """Answer an error the stdlib detected before routing, without repeating anything the client sent."""
+    status = HTTPStatus(code) if code in HTTPStatus._value2member_map_ else HTTPStatus.BAD_REQUEST
+    detail = {
+        501: "This HTTP method is not supported (API Gateway answers only GET, POST, PUT, PATCH, DELETE, HEAD, "
+        "OPTIONS)",
+        400: "The request line or headers could not be read",
+    }.get(status.value, f"The request could not be read ({status.phrase})")
+    response = problem(status.value, detail, str(uuid.uuid4()), title=status.phrase)
+    handler.close_connection = True
+    handler.request_version = "HTTP/1.1"  # an unreadable request line leaves HTTP/0.9: no status line
+    try:
+        handler.send_response(status.value)
+        for name, value in response.headers:
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(response.body)))
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        if handler.command != "HEAD" and status.value >= 200 and status.value not in (204, 304):
+            handler.wfile.write(response.body)
+        handler.wfile.flush()
+    except (BrokenPipeError, ConnectionResetError, OSError):
+        pass
+    log.info("%s %d (rejected before routing)", "(request)", status.value)

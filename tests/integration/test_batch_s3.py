@@ -545,7 +545,7 @@ def test_imaging_bad_objects_get_the_decoders_problem(stack: BatchStack) -> None
     assert stack.doc("errors/chest-xray/ct.dcm.json")["status"] == 422
     assert stack.doc("errors/chest-xray/notes.txt.json")["status"] == 415
     assert stack.doc("errors/chest-xray/cut.png.json")["status"] == 422
-    assert stack.doc("errors/chest-xray/ct.dcm.json")["errors"][0]["field"] == "object"
+    assert stack.doc("errors/chest-xray/ct.dcm.json")["errors"][0]["field"] == "dicom.Modality"
 
 
 # --- committed events (``sam local invoke BatchFunction -e events/sqs_s3_put.json``) -------------

@@ -269,7 +269,7 @@ def _ok_obs(**changes: Any) -> dict[str, Any]:
         ),
         (json.dumps({"observations": [_ok_obs(heart_rate=float("nan"))]}), 422, "observations[0].heart_rate"),
         # a key given twice is refused, not last-one-wins
-        (f'{{"observations": [{json.dumps(_ok_obs())[:-1]}, "heart_rate": 80}}]}}', 422, "heart_rate"),
+        (f'{{"observations": [{json.dumps(_ok_obs())[:-1]}, "heart_rate": 80}}]}}', 422, "observations[0].heart_rate"),
     ],
 )
 def test_bad_input_is_a_4xx_problem_naming_the_field(body: Any, status: int, field: str) -> None:

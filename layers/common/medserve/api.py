@@ -27,6 +27,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
 from medserve import audit, provenance, tasks
+from medserve.negotiate import quality
 from medserve.problems import (
     PROBLEM_CONTENT_TYPE,
     Problem,
@@ -133,45 +134,19 @@ def media_type(value: str) -> str:
     return value.split(";", 1)[0].strip().lower()
 
 
-def _accept_q(accept: str) -> dict[str, float]:
-    """``Accept`` as media range -> quality (RFC 9110 §12.5.1); unreadable q counts as 1."""
-    out: dict[str, float] = {}
-    for part in accept.lower().split(","):
-        kind, *params = (p.strip() for p in part.split(";"))
-        if not kind:
-            continue
-        q = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip() == "q":
-                try:
-                    q = min(1.0, max(0.0, float(value)))
-                except ValueError:
-                    q = 1.0
-        out[kind] = max(q, out.get(kind, 0.0))
-    return out
-
-
 def negotiate(app: APIGatewayRestResolver, available: tuple[str, ...]) -> str | None:
     """The best of ``available`` for the caller's ``Accept`` (q-values honoured), or ``None`` (406).
 
-    No ``Accept`` (or ``*/*``) gets the first; ``application/*`` matches any application type;
-    on equal quality an explicitly named type wins over a wildcard, and earlier ``available``
-    wins over later.
+    No ``Accept`` gives the first. Each type takes the quality of its most specific matching
+    range (:func:`medserve.negotiate.quality`); on equal quality the earlier ``available`` wins
+    (JSON before FHIR JSON).
     """
     raw = header(app, "accept")
     if not raw.strip():
         return available[0]
-    q = _accept_q(raw)
-    best, best_key = None, (0.0, 0)
-    for rank, kind in enumerate(available):
-        main = kind.split("/", 1)[0]
-        explicit = q.get(kind)
-        quality = explicit if explicit is not None else max(q.get(f"{main}/*", 0.0), q.get("*/*", 0.0))
-        key = (quality, 1 if explicit is not None else 0)
-        if quality > 0.0 and (best is None or key > best_key or (key == best_key and rank < available.index(best))):
-            best, best_key = kind, key
-    return best
+    scored = [(quality(raw, kind), -rank, kind) for rank, kind in enumerate(available)]
+    best = max(scored)
+    return best[2] if best[0] > 0.0 else None
 
 
 def wants_fhir(app: APIGatewayRestResolver) -> bool:
@@ -211,7 +186,7 @@ def create_app() -> MedServeResolver:
         if allowed:
             problem = method_not_allowed(event.http_method, allowed)
         else:
-            problem = not_found(f"no route {event.http_method} {event.path}")
+            problem = not_found("no route for this method and path")  # the path is the caller's: not repeated
         return problem_response(problem, request_id(app))
 
     @app.exception_handler(UnicodeDecodeError)
@@ -362,7 +337,12 @@ def lambda_entry(app: MedServeResolver) -> Callable[[dict[str, Any], Any], dict[
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         start = time.perf_counter()
         app.answered_by = None
+        head = (event.get("httpMethod") or "").upper() == "HEAD"
+        if head:  # HEAD is answered as GET would be, without the body
+            event = {**event, "httpMethod": "GET"}
         response = app.resolve(event, context)
+        if head:
+            response = {**response, "body": "", "isBase64Encoded": False}
         digest, size = input_digest(event)
         audit.api_event(
             event,
@@ -383,6 +363,8 @@ def lambda_entry(app: MedServeResolver) -> Callable[[dict[str, Any], Any], dict[
                 "duration_ms": round((time.perf_counter() - start) * 1000, 2),
             },
         )
+        if head:
+            response = {**response, "body": "", "isBase64Encoded": False}
         return response
 
     return handler

@@ -15,6 +15,8 @@ from typing import Any
 
 PROBLEM_BASE = "https://medserve.dev/problems/"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+MAX_ERRORS = 100
+"""Most field errors a problem lists; the rest are counted in ``errors_omitted`` (responses stay small)."""
 
 _SLUGS = {
     400: "bad-request",
@@ -41,7 +43,8 @@ class Problem(Exception):
         Human-readable explanation of this occurrence. Never echo input values:
         they may be patient data.
     errors
-        ``[{"field": ..., "message": ...}]`` where fields are at fault.
+        ``[{"field": ..., "message": ...}]`` where fields are at fault; only the first
+        :data:`MAX_ERRORS` are kept, the rest counted in ``errors_omitted``.
     type_
         URI of the problem type; derived from the status when omitted.
     headers
@@ -62,7 +65,9 @@ class Problem(Exception):
         self.status = int(status)
         self.title = title
         self.detail = detail
-        self.errors = list(errors or [])
+        every = list(errors or [])
+        self.errors = every[:MAX_ERRORS]
+        self.errors_omitted = len(every) - len(self.errors)
         self.type = type_ or PROBLEM_BASE + _SLUGS.get(self.status, str(self.status))
         self.headers = dict(headers or {})
 
@@ -77,6 +82,8 @@ class Problem(Exception):
         }
         if self.errors:
             body["errors"] = self.errors
+        if self.errors_omitted:
+            body["errors_omitted"] = self.errors_omitted
         return body
 
     def __repr__(self) -> str:

@@ -14,6 +14,10 @@ INCOMING = "incoming/"
 RESULTS = "results/"
 ERRORS = "errors/"
 SUFFIX = ".json"
+MAX_KEY_BYTES = 1024
+"""S3's limit on a key, in UTF-8 bytes."""
+HASHED_PREFIX = "sha256-"
+"""Name of an outcome whose derived key would exceed :data:`MAX_KEY_BYTES`: ``sha256-<hex of the input key>``."""
 
 
 @dataclass(frozen=True)
@@ -49,17 +53,33 @@ class ObjectKey:
     @property
     def result_key(self) -> str:
         """Where a result document goes."""
-        return f"{RESULTS}{self.relative}{SUFFIX}"
+        return self._outcome_key(RESULTS)
 
     def attachment_key(self, suffix: str) -> str:
         """Where a file written beside the result goes: ``results/<relative, less .dcm><suffix>``."""
+        if self.hashed:
+            return self.result_key[: -len(SUFFIX)] + suffix
         stem = self.relative[: -len(".dcm")] if self.relative.lower().endswith(".dcm") else self.relative
         return f"{RESULTS}{stem}{suffix}"
 
     @property
     def error_key(self) -> str:
         """Where a problem document goes."""
-        return f"{ERRORS}{self.relative}{SUFFIX}"
+        return self._outcome_key(ERRORS)
+
+    @property
+    def hashed(self) -> bool:
+        """True when the outcome keys are hashed names (see :meth:`_outcome_key`)."""
+        return _too_long(f"{RESULTS}{self.relative}{SUFFIX}") or _too_long(f"{ERRORS}{self.relative}{SUFFIX}")
+
+    def _outcome_key(self, prefix: str) -> str:
+        """``<prefix><relative>.json``, or, when that passes S3's 1,024-byte limit, the stable
+        ``<prefix><model_id>/sha256-<sha256 of the input key>.json`` (the document says so)."""
+        if not self.hashed:
+            return f"{prefix}{self.relative}{SUFFIX}"
+        digest = hashlib.sha256(self.key.encode("utf-8", "surrogatepass")).hexdigest()
+        folder = f"{self.model_id}/" if self.model_id and len(self.model_id) <= 64 else ""
+        return f"{prefix}{folder}{HASHED_PREFIX}{digest}{SUFFIX}"
 
 
 def parse_key(key: str) -> ObjectKey:
@@ -70,6 +90,10 @@ def parse_key(key: str) -> ObjectKey:
         model_id, at, version = segment.partition("@")
         return ObjectKey(key=key, model_id=model_id, name=name, relative=relative, version=version if at else None)
     return ObjectKey(key=key, model_id="", name="", relative=key)
+
+
+def _too_long(key: str) -> bool:
+    return len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES
 
 
 def is_folder_marker(key: str, size: int | None) -> bool:

@@ -121,6 +121,8 @@ def is_transient(exc: BaseException) -> bool:
     """True for throttling, 5xx, timeouts and connection failures (worth retrying as is)."""
     if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError | ConnectionClosedError):
         return True
+    if isinstance(exc, WriteConflict):  # concurrent deliveries of one key: the retry settles it
+        return True
     if isinstance(exc, ClientError):
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         return error_code(exc) in TRANSIENT_CODES or status >= 500 or status == 429
@@ -205,6 +207,60 @@ def exists(bucket: str, key: str) -> bool:
         client().head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
         if _missing(exc):
+            return False
+        raise
+    return True
+
+
+# --- conditional writes: one outcome per input key, that of its latest version ---------------
+_CONFLICT_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
+
+
+class WriteConflict(Exception):
+    """A conditional write or delete lost a race (``PreconditionFailed`` / ``ConditionalRequestConflict``)."""
+
+
+def head_metadata(bucket: str, key: str) -> tuple[str, dict[str, str]] | None:
+    """``(etag, user metadata)`` of ``key``, or ``None`` when it does not exist."""
+    try:
+        meta = client().head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if _missing(exc):
+            return None
+        raise
+    return str(meta.get("ETag", "")).strip('"'), dict(meta.get("Metadata") or {})
+
+
+def put_json_if(
+    bucket: str,
+    key: str,
+    document: dict[str, Any],
+    *,
+    content_type: str,
+    metadata: dict[str, str],
+    if_match: str | None,
+) -> str:
+    """:func:`put_json` only over the version seen (``IfMatch``), or only where none exists
+    (``IfNoneMatch: *``); returns the new ETag. :class:`WriteConflict` when it changed meanwhile."""
+    body = json.dumps(document, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+    condition = {"IfMatch": f'"{if_match}"'} if if_match else {"IfNoneMatch": "*"}
+    try:
+        out = client().put_object(
+            Bucket=bucket, Key=key, Body=body, ContentType=content_type, Metadata=metadata, **condition
+        )
+    except ClientError as exc:
+        if error_code(exc) in _CONFLICT_CODES:
+            raise WriteConflict from exc
+        raise
+    return str(out.get("ETag", "")).strip('"')
+
+
+def delete_if_match(bucket: str, key: str, etag: str) -> bool:
+    """Delete ``key`` only if it is still the version ``etag``; ``False`` when it changed or is gone."""
+    try:
+        client().delete_object(Bucket=bucket, Key=key, IfMatch=f'"{etag}"')
+    except ClientError as exc:
+        if error_code(exc) in _CONFLICT_CODES or _missing(exc):
             return False
         raise
     return True

@@ -47,7 +47,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
 from medserve import audit, tasks
-from medserve.batch import storage
+from medserve.batch import outcomes, storage
 from medserve.batch.keys import ObjectKey, is_folder_marker, key_hash, parse_key
 from medserve.batch.rows import problem_body
 from medserve.problems import PROBLEM_CONTENT_TYPE, Problem, frames, not_found, payload_too_large, unprocessable
@@ -124,11 +124,25 @@ def process(entry: ModelEntry, data: bytes, name: str, *, max_rows: int) -> dict
 class Outcome:
     """What happened to one object (or one skipped record)."""
 
-    kind: str  # "result" | "error" | "skipped" | "kept"
+    kind: str  # "result" | "error" | "skipped" | "kept" | "superseded" (a newer version's outcome wins)
     output_key: str | None = None
     status: int | None = None
     reason: str | None = None
     log: dict[str, Any] = field(default_factory=dict)
+
+
+def _superseded() -> Outcome:
+    return Outcome("superseded", reason="a newer version of the object was uploaded; its outcome is written instead")
+
+
+def _key_notes(where: ObjectKey) -> list[str]:
+    """The note a document carries when its key is a hashed name (the derived key was too long for S3)."""
+    if not where.hashed:
+        return []
+    return [
+        "the input key is too long for its outcome key (S3 keys are at most 1,024 bytes): this document "
+        "is named sha256-<sha256 of the input key, UTF-8, hex>.json; source.key is the input key"
+    ]
 
 
 def _now() -> str:
@@ -359,13 +373,13 @@ class BatchWorker:
             "processed_at": _now(),
             "source": source,
             **{k: v for k, v in body.items() if k not in ("warnings", "attachments")},
-            "warnings": warnings_for(entry, body.get("warnings")),
+            "warnings": warnings_for(entry, [*body.get("warnings", []), *_key_notes(where)]),
         }
         out = self.settings.output_bucket
         for suffix, data, content_type in attachments:
             storage.put_bytes(out, where.attachment_key(suffix), data, content_type=content_type)
-        storage.put_json(out, where.result_key, document, content_type=JSON_CONTENT_TYPE)
-        storage.delete_if_present(out, where.error_key)
+        if not outcomes.write(source, out, where.result_key, where.error_key, document, content_type=JSON_CONTENT_TYPE):
+            return _superseded()
         summary = body["summary"]
         self._metric("BatchObjects", 1)
         self._metric("BatchRows", summary["rows"])
@@ -387,9 +401,13 @@ class BatchWorker:
             "model": entry.info() if entry is not None else None,
             "source": source,
         }
+        if where.hashed:
+            document["warnings"] = _key_notes(where)
         out = self.settings.output_bucket
-        storage.put_json(out, where.error_key, document, content_type=PROBLEM_CONTENT_TYPE)
-        storage.delete_if_present(out, where.result_key)
+        if not outcomes.write(
+            source, out, where.error_key, where.result_key, document, content_type=PROBLEM_CONTENT_TYPE
+        ):
+            return _superseded()
         self._metric("BatchObjectErrors", 1)
         return Outcome("error", output_key=where.error_key, status=problem.status)
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from medserve.jsonbody import loads
 from medserve.problems import bad_request, unprocessable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,42 +25,20 @@ TOO_DEEP = "the request body is nested too deeply to be read"
 NOT_UTF8 = "the request body is not UTF-8 text; send JSON encoded as UTF-8"
 
 
-class _Duplicate(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__("duplicate key")
-        self.key = key
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _Duplicate(key)
-        out[key] = value
-    return out
-
-
 def parse_json_text(raw: str | None) -> dict[str, Any]:
     """A request body as a JSON object: 400 when unreadable, 422 when not an object or a key repeats.
 
-    A UTF-8 byte-order mark is dropped. ``NaN``/``Infinity`` literals are parsed on purpose,
-    so the field validation names them (422). A key given twice is refused rather than
-    silently taking the last one.
+    Parsed by :func:`medserve.jsonbody.loads` (BOM dropped, duplicate keys a 422 naming them,
+    huge integers left for the field rules). ``NaN``/``Infinity`` literals are parsed on
+    purpose, so the field validation names them (422).
     """
     if raw is None or not raw.strip():
         raise bad_request("the request body is empty; send a JSON object", field="body")
-    if raw.startswith("\ufeff"):
-        raw = raw[1:]
     try:
-        body = json.loads(raw, object_pairs_hook=_no_duplicates)
-    except _Duplicate as dup:
-        from medserve.problems import unknown_key
-
-        where, _ = unknown_key("", dup.key)
-        raise unprocessable([(where, "appears more than once in an object; send each key once")]) from None
+        body = loads(raw)
     except RecursionError:
         raise bad_request(TOO_DEEP, field="body") from None
-    except ValueError:  # also integers longer than Python's int-string limit
+    except ValueError:
         raise bad_request("the request body is not valid JSON", field="body") from None
     if not isinstance(body, dict):
         raise unprocessable([("body", "must be a JSON object")])

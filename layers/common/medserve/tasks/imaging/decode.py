@@ -37,6 +37,9 @@ min-max bounds are taken over the full-resolution values.
 
 from __future__ import annotations
 
+import logging
+import math
+import struct
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +58,24 @@ MAX_BYTES = 64 * 1024 * 1024
 
 # Pillow's bomb check: a warning above the limit, an error above twice the limit.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+def silence_pydicom() -> None:
+    """Keep pydicom's ``logging`` output from ever reaching a handler.
+
+    pydicom logs element values ("Invalid value for VR CS: '<value>'", bad UIDs from
+    the file meta) through the ``pydicom`` logger, which propagates to the root logger.
+    Its level is set above CRITICAL, it stops propagating and it is disabled, so no
+    record of it (or of a ``pydicom.*`` child) is handled at any root level. Called at
+    import, before pydicom itself is imported.
+    """
+    quiet = logging.getLogger("pydicom")
+    quiet.setLevel(logging.CRITICAL + 1)
+    quiet.propagate = False
+    quiet.disabled = True
+
+
+silence_pydicom()
 
 REDUCING_GAP = 3.0
 """Images are area-reduced by whole factors to at least this many times the model input."""
@@ -372,10 +393,11 @@ def _decode_dicom_quiet(data: bytes, spec: ImageSpec, field: str) -> DecodedImag
 
     expected = ", ".join(spec.modalities)
     if not modality:
-        raise unprocessable([(field, f"DICOM Modality (0008,0060) is missing; expected one of {expected}")])
+        raise unprocessable([("dicom.Modality", f"DICOM Modality (0008,0060) is missing; expected one of {expected}")])
     if modality not in spec.modalities:
-        message = f"DICOM modality {modality!r} is not accepted by this model; expected one of {expected}"
-        raise unprocessable([(field, message)])
+        # The value is never repeated: it is the caller's (a Modality of "DOE^JANE" has been seen).
+        message = f"this DICOM Modality is not accepted by this model; expected one of {expected}"
+        raise unprocessable([("dicom.Modality", message)])
     if not has_pixels:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
             raise unprocessable([(field, "float pixel data is not supported; send integer Pixel Data")])
@@ -422,6 +444,10 @@ def _decode_dicom_quiet(data: bytes, spec: ImageSpec, field: str) -> DecodedImag
             field=field,
         )
 
+    _check_codestream_size(ds, tsuid, rows, cols, spec, field)
+    display_errors = _display_errors(ds)
+    if display_errors:
+        raise unprocessable(display_errors)
     try:
         arr = ds.pixel_array
     except Exception as exc:  # corrupt or truncated pixel data
@@ -434,7 +460,7 @@ def _decode_dicom_quiet(data: bytes, spec: ImageSpec, field: str) -> DecodedImag
 
     notes: list[str] = []
     height, width = arr.shape[:2]
-    rows_of: Callable[[int, int], np.ndarray]
+    rows_of: Callable[[int, int], np.ndarray] | None
     if arr.ndim == 3:  # RGB (pydicom converted YBR already)
         luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)
         notes.append("colour DICOM converted to greyscale (ITU-R 601-2 luma)")
@@ -452,9 +478,11 @@ def _decode_dicom_quiet(data: bytes, spec: ImageSpec, field: str) -> DecodedImag
             values = apply_modality_lut(values, ds)
             return apply_voi_lut(values, ds, index=0) if has_voi else values
 
-        rows_of = _tabulated(arr, display)
+        rows_of = _tabulated_or_none(arr, display)
 
     try:
+        if rows_of is None:  # the table could not be built: the same transform per strip says why
+            rows_of = _tabulated(arr, display)
         pixels, box = _area_reduce(rows_of, width, height, spec, fixed_range=False)
     except Exception as exc:  # invalid LUT/window attributes
         raise unprocessable(
@@ -471,6 +499,131 @@ def _decode_dicom_quiet(data: bytes, spec: ImageSpec, field: str) -> DecodedImag
         warnings=tuple(notes),
         box=box,
     )
+
+
+# --- DICOM checks made before any pixel is decoded -----------------------------------------
+_VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+
+
+def _tabulated_or_none(
+    arr: np.ndarray, display: Callable[[np.ndarray], np.ndarray]
+) -> Callable[[int, int], np.ndarray] | None:
+    """:func:`_tabulated`, or ``None`` when the transform fails (the caller turns that into a 422)."""
+    try:
+        return _tabulated(arr, display)
+    except Exception:
+        return None
+
+
+def _first_number(ds: Any, name: str) -> float | None:
+    """The first value of a numeric element as a finite float; ``None`` when it is not one."""
+    try:
+        value = ds[name].value
+        if isinstance(value, list | tuple) or (hasattr(value, "__getitem__") and not isinstance(value, str | bytes)):
+            value = value[0]
+        number = float(value)
+    except Exception:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _lut_is_valid(seq: Any) -> bool:
+    """A LUT sequence whose first item has a 3-value descriptor and at least as much data as it declares."""
+    try:
+        item = seq[0]
+        descriptor = [int(v) for v in item.LUTDescriptor]
+        data = item.LUTData
+        if len(descriptor) != 3 or not 1 <= descriptor[2] <= 16:
+            return False
+        entries = descriptor[0] or 65536
+        count = len(data) // (2 if isinstance(data, bytes) and descriptor[2] > 8 else 1) if data is not None else 0
+        return count >= entries
+    except Exception:
+        return False
+
+
+def _display_errors(ds: Any) -> list[tuple[str, str]]:
+    """``(dicom.<Keyword>, rule)`` for each Modality LUT / VOI LUT attribute the display transform cannot use.
+
+    Mirrors what :func:`pydicom.pixels.apply_modality_lut` and ``apply_voi_lut`` read, so
+    that a bad value is a 422 naming the element, never an exception in the transform.
+    Values are never quoted (they are the caller's).
+    """
+    errors: list[tuple[str, str]] = []
+    if "ModalityLUTSequence" in ds:
+        if not _lut_is_valid(ds.ModalityLUTSequence):
+            errors.append(("dicom.ModalityLUTSequence", "must hold a LUT Descriptor of 3 values and its LUT Data"))
+    else:
+        for name in ("RescaleSlope", "RescaleIntercept"):
+            if name in ds and _first_number(ds, name) is None:
+                errors.append((f"dicom.{name}", "must be a finite decimal number"))
+    if "VOILUTSequence" in ds:
+        if not _lut_is_valid(ds.VOILUTSequence):
+            errors.append(("dicom.VOILUTSequence", "must hold a LUT Descriptor of 3 values and its LUT Data"))
+    elif "WindowCenter" in ds and "WindowWidth" in ds:
+        try:
+            function = str(ds.get("VOILUTFunction", "LINEAR")).upper()
+        except Exception:
+            function = ""
+        if function not in _VOI_FUNCTIONS:
+            errors.append(("dicom.VOILUTFunction", "must be one of " + ", ".join(_VOI_FUNCTIONS)))
+        if _first_number(ds, "WindowCenter") is None:
+            errors.append(("dicom.WindowCenter", "must be a finite decimal number"))
+        width = _first_number(ds, "WindowWidth")
+        if width is None or width <= 0 or (function == "LINEAR" and width < 1):
+            errors.append(("dicom.WindowWidth", "must be a decimal number of at least 1 (above 0 for LINEAR_EXACT)"))
+    return errors
+
+
+def _declared_size(frame: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` a compressed frame declares in its own header (JPEG 2000 SIZ, JPEG SOF), if found."""
+    if frame[:4] == b"\xff\x4f\xff\x51" and len(frame) >= 24:  # J2K / HTJ2K codestream: SOC, SIZ
+        xsiz, ysiz, xo, yo = struct.unpack(">IIII", frame[8:24])
+        return xsiz - xo, ysiz - yo
+    if frame[4:12] == b"jP  \r\n\x87\n":  # JP2 file format: the ihdr box
+        at = frame.find(b"ihdr")
+        if at >= 0 and len(frame) >= at + 12:
+            height, width = struct.unpack(">II", frame[at + 4 : at + 12])
+            return width, height
+        return None
+    if frame[:2] == b"\xff\xd8":  # JPEG: walk the markers to the first SOF
+        at = 2
+        while at + 9 <= len(frame) and frame[at] == 0xFF:
+            marker = frame[at + 1]
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                height, width = struct.unpack(">HH", frame[at + 5 : at + 9])
+                return width, height
+            at += 2 + struct.unpack(">H", frame[at + 2 : at + 4])[0]
+    return None
+
+
+def _check_codestream_size(ds: Any, tsuid: Any, rows: int, cols: int, spec: ImageSpec, field: str) -> None:
+    """Refuse compressed pixel data whose own header declares too many pixels, or not Rows x Columns.
+
+    A decoder allocates what the codestream declares, whatever Rows and Columns say (a
+    521-byte file can declare 8,900 x 8,900), so the declared size is read before decoding.
+    """
+    if not tsuid.is_compressed or tsuid == "1.2.840.10008.1.2.5":  # RLE declares no size of its own
+        return
+    try:
+        from pydicom.encaps import generate_fragments
+
+        fragments = generate_fragments(ds.PixelData)
+        next(fragments, None)  # the Basic Offset Table
+        frame = next(fragments, b"")
+        declared = _declared_size(bytes(frame[:65536]))
+    except Exception:
+        return  # unreadable encapsulation: the decoder refuses it (422)
+    if declared is None:
+        return
+    width, height = declared
+    if width * height > spec.max_pixels:
+        raise payload_too_large(
+            f"the compressed pixel data declares {width * height:,} pixels; at most {spec.max_pixels:,} are accepted",
+            field="dicom.PixelData",
+        )
+    if (width, height) != (cols, rows):
+        raise unprocessable([("dicom.PixelData", "the compressed image size does not match Rows and Columns")])
 
 
 # --- model input --------------------------------------------------------------------------

@@ -94,17 +94,20 @@ def rows(entry: ModelEntry, table: Table, *, chunk_rows: int = CHUNK_ROWS) -> li
                 good.append(row)
         instances = [_instance(row, table.format) for row in good]
         preds: list[dict[str, Any]] = []
-        if good:
+        while good:
+            # A problem lists at most MAX_ERRORS errors: split what it lists, and try the rest again.
             try:
                 preds = predictions(entry, validate_instances(entry.spec, instances))
+                break
             except Problem as problem:
                 by_row = split_instance_errors(problem)
+                if not by_row:
+                    raise
                 for k, errors in by_row.items():
                     row = good[k]
                     out[row.index] = {**row_base(row), "error": problem_body(unprocessable(errors))}
                 good = [row for k, row in enumerate(good) if k not in by_row]
                 instances = [inst for k, inst in enumerate(instances) if k not in by_row]
-                preds = predictions(entry, validate_instances(entry.spec, instances)) if good else []
         for row, prediction in zip(good, preds, strict=True):
             out[row.index] = {**row_base(row), "prediction": prediction}
         results.extend(out[row.index] for row in chunk)
