@@ -208,7 +208,7 @@ def test_dicom_of_a_refused_modality_shows_the_problem(runner: Runner) -> None:
     shown = medserve("predict", "chest-xray", ct, endpoint=runner.api)
     assert shown.code == 1 and shown.out == ""
     assert shown.err.startswith("error: Unprocessable Content")
-    assert "modality" in shown.err and "(status 422" in shown.err
+    assert "dicom.Modality" in shown.err and "(status 422" in shown.err
 
 
 def test_invalid_rows_show_field_errors(runner: Runner, tmp_path: Path) -> None:
