@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 from botocore.config import Config
@@ -84,6 +84,30 @@ class ObjectGone(Exception):
 
 class ObjectTooLarge(Exception):
     """The object grew past the limit between HEAD and GET."""
+
+
+class ObjectStore(Protocol):
+    """The whole of S3 that MedServe's batch uses: four calls, with boto3's names and shapes.
+
+    The real one is a boto3 S3 client (:func:`client`); tests also run the batch logic on an
+    in-memory one (``tests/fakes.py``) through :func:`use_client`. Errors are botocore
+    ``ClientError`` s with S3's codes (``NoSuchKey``/``404``, ``PreconditionFailed``).
+    """
+
+    def head_object(self, *, Bucket: str, Key: str) -> dict[str, Any]: ...  # noqa: N803
+
+    def get_object(self, *, Bucket: str, Key: str, **conditions: str) -> dict[str, Any]: ...  # noqa: N803
+
+    def put_object(self, *, Bucket: str, Key: str, Body: bytes, ContentType: str, **extra: Any) -> dict[str, Any]: ...  # noqa: N803
+
+    def delete_object(self, *, Bucket: str, Key: str, **conditions: str) -> dict[str, Any]: ...  # noqa: N803
+
+
+def use_client(store: ObjectStore | None) -> None:
+    """Serve every storage call from ``store`` (``None``: back to the lazily created boto3 client)."""
+    global _CLIENT
+    with _LOCK:
+        _CLIENT = store
 
 
 def client() -> Any:
