@@ -8,15 +8,18 @@ test names the control; together they fail if a control is dropped or loosened.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from medserve.deploy_hooks import target_for
+
 Resources = dict[str, dict[str, Any]]
 
-API_FUNCTIONS = ["ModelsFunction", "RiskFunction", "ImagingFunction", "VitalsFunction"]
+API_FUNCTIONS = ["ModelsFunction", "RiskFunction", "ImagingFunction", "VitalsFunction", "InferenceFunction"]
 SERVING_FUNCTIONS = [*API_FUNCTIONS, "BatchFunction"]
 HOOKS = ["PreTrafficHook", "PostTrafficHook"]
 KEY = {"Fn::GetAtt": ["MedServeKey", "Arn"]}
@@ -366,6 +369,38 @@ def test_hooks_may_invoke_only_the_versions_and_aliases_they_check(resources: Re
         assert "deploymentgroup:${ServerlessDeploymentApplication}/*" in report["Resource"]["Fn::Sub"]
     (invoke,) = [s for s in _statements(codedeploy) if s["Action"] == "lambda:InvokeFunction"]
     assert invoke["Resource"] == [{"Fn::GetAtt": [h, "Arn"]} for h in HOOKS]
+
+
+def _hook_target_function(resources: Resources, target: str) -> str:
+    """The function a hook target names: ``${<Version>}`` (PreTraffic) or ``${<Function>.Arn}:live``."""
+    live = re.fullmatch(r"\$\{(\w+)\.Arn\}:live", target)
+    if live:
+        return live.group(1)
+    version = re.fullmatch(r"\$\{(\w+)\}", target)
+    assert version and resources[version.group(1)]["Type"] == "AWS::Lambda::Version", target
+    return str(resources[version.group(1)]["Properties"]["FunctionName"]["Ref"])
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_hook_targets_send_every_api_route_to_the_function_serving_it(
+    resources: Resources, of_type: Callable[[str], Resources], hook: str
+) -> None:
+    variables = resources[hook]["Properties"]["Environment"]["Variables"]
+    targets = json.loads(variables["MEDSERVE_HOOK_TARGETS"]["Fn::Sub"])
+    (api,) = of_type("AWS::ApiGateway::RestApi").values()
+    checked = set()
+
+    for path, methods in api["Properties"]["Body"]["paths"].items():
+        for operation in methods.values():
+            uri = json.dumps(operation["x-amazon-apigateway-integration"].get("uri", ""))
+            match = re.search(r"functions/\$\{(\w+)Aliaslive\}/invocations", uri)
+            if not match:  # the MOCK 405 on /v1/health invokes nothing
+                continue
+            # A golden request on this route would be checked on the function serving it.
+            concrete = re.sub(r"{[^}]+}", "x", path.replace("{proxy+}", "models/x/infer"))
+            assert _hook_target_function(resources, target_for(concrete, targets)) == match.group(1), (hook, path)
+            checked.add(match.group(1))
+    assert checked == set(API_FUNCTIONS)
 
 
 # -- write-once audit store (issue 12) -------------------------------------------------------

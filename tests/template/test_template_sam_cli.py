@@ -29,6 +29,7 @@ FUNCTION_DIRS = {
     "ImagingFunction": "imaging",
     "VitalsFunction": "vitals",
     "BatchFunction": "batch",
+    "InferenceFunction": "inference",
     "PreTrafficHook": "deploy_hooks",
     "PostTrafficHook": "deploy_hooks",
 }

@@ -25,8 +25,9 @@ FUNCTIONS = {
     "ImagingFunction": "functions/imaging/",
     "VitalsFunction": "functions/vitals/",
     "BatchFunction": "functions/batch/",
+    "InferenceFunction": "functions/inference/",
 }
-API_FUNCTIONS = ["ModelsFunction", "RiskFunction", "ImagingFunction", "VitalsFunction"]
+API_FUNCTIONS = ["ModelsFunction", "RiskFunction", "ImagingFunction", "VitalsFunction", "InferenceFunction"]
 # CodeDeploy lifecycle hooks (one code folder, two handlers).
 HOOKS = {"PreTrafficHook": "app.pre_traffic", "PostTrafficHook": "app.post_traffic"}
 
@@ -40,7 +41,10 @@ CONTRACT_ROUTES = {
     ("POST", "/v1/imaging/{model_id}/predict"): "ImagingFunction",
     ("POST", "/v1/vitals/{model_id}/predict"): "VitalsFunction",
     ("GET", "/openapi.json"): "ModelsFunction",
+    ("GET", "/v2"): "InferenceFunction",
 }
+# The Open Inference Protocol v2 below /v2 (docs/v2.md): one greedy route, routed by the function.
+PROXY_ROUTES = {("ANY", "/v2/{proxy+}"): "InferenceFunction"}
 # /v1/health is open on every method (GET answers; the rest get API Gateway's own MOCK 405).
 OPEN_ROUTES = {("GET", "/v1/health"), ("ANY", "/v1/health")}
 MOCK_ROUTES = {("ANY", "/v1/health")}
@@ -97,7 +101,7 @@ def _target_function(operation: dict[str, Any]) -> str:
     return match.group(1)
 
 
-def test_five_python312_x86_64_functions_and_two_hooks_with_the_three_layers(
+def test_every_function_and_both_hooks_are_python312_x86_64_with_the_three_layers(
     of_type: Callable[[str], Resources],
 ) -> None:
     functions = of_type("AWS::Lambda::Function")
@@ -154,6 +158,7 @@ def test_routes_are_exactly_the_contract_plus_any_twins(of_type: Callable[[str],
     routes = _routes(_api_body(of_type))
     expected = dict(CONTRACT_ROUTES)
     expected.update({("ANY", path): fn for (_method, path), fn in CONTRACT_ROUTES.items()})
+    expected.update(PROXY_ROUTES)
     for route in MOCK_ROUTES:
         expected.pop(route)
 
@@ -200,8 +205,10 @@ def test_every_route_may_invoke_its_functions_live_alias(of_type: Callable[[str]
         if (method, path) in MOCK_ROUTES:
             continue
         function = _target_function(op)
-        # API Gateway checks "<api>/<stage>/<METHOD>/<path with the parameter values>".
-        request = f"prod/{'PATCH' if method == 'ANY' else method}/{re.sub(r'{[^}]+}', 'x', path).lstrip('/')}"
+        # API Gateway checks "<api>/<stage>/<METHOD>/<path with the parameter values>"; a greedy
+        # {proxy+} takes several segments.
+        concrete = re.sub(r"{[^}]+}", "x", path.replace("{proxy+}", "models/x/infer"))
+        request = f"prod/{'PATCH' if method == 'ANY' else method}/{concrete.lstrip('/')}"
         allowing = [
             p
             for p in permissions
@@ -218,6 +225,7 @@ def test_binary_media_types(of_type: Callable[[str], Resources]) -> None:
         "image/png",
         "image/jpeg",
         "application/dicom",
+        "application/octet-stream",
     }
 
 
