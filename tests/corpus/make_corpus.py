@@ -21,8 +21,8 @@ from PIL import Image
 from pydicom import uid
 from pydicom.encaps import encapsulate
 
+from tests.builders import make_dicom, ramp
 from tests.unit.test_hostile_input import MARKER, bad_voi_sequence, j2k_declaring, replace_value, resave
-from tests.unit.test_imaging_decode import make_dicom, ramp
 
 HERE = Path(__file__).resolve().parent
 

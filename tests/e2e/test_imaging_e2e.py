@@ -9,8 +9,8 @@ from io import BytesIO
 import requests
 from PIL import Image
 
+from tests.builders import bundled, make_dicom, phi_parts
 from tests.conftest import load_event
-from tests.unit.test_imaging_decode import bundled, make_dicom, phi_parts
 
 PNG = base64.b64decode(load_event("imaging_png")["body"])
 DICOM = base64.b64decode(load_event("imaging_dicom")["body"])

@@ -24,10 +24,10 @@ from medserve.batch import storage, worker
 from medserve.batch.keys import MAX_KEY_BYTES, parse_key
 from medserve.batch.worker import BatchWorker, RetryMessage, Settings
 from medserve.registry import Registry
+from tests.builders import make_dicom, ramp
 from tests.conftest import MODELS
 from tests.integration.conftest import INPUT, OUTPUT, BatchStack
 from tests.unit.test_hostile_input import MARKER, replace_value, resave
-from tests.unit.test_imaging_decode import make_dicom, ramp
 
 REGISTRY = Registry.load(MODELS)
 BC = REGISTRY.get("breast-cancer")

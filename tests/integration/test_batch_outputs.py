@@ -11,8 +11,8 @@ import pydicom
 import pytest
 
 from medserve import audit
+from tests.builders import PHI, make_dicom, png_bytes, ramp
 from tests.integration.conftest import OUTPUT, BatchStack
-from tests.unit.test_imaging_decode import PHI, make_dicom, png_bytes, ramp
 
 
 def test_an_sr_prefix_writes_a_dicom_sr_beside_the_json_result(stack: BatchStack) -> None:

@@ -505,7 +505,7 @@ def _imaging_expected(data: bytes) -> dict[str, Any]:
 def test_imaging_png_and_dicom_each_get_the_single_prediction(
     stack: BatchStack, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from tests.unit.test_imaging_decode import PHI, make_dicom, png_bytes, ramp
+    from tests.builders import PHI, make_dicom, png_bytes, ramp
 
     xray = REGISTRY.get("chest-xray")
     png = png_bytes(ramp(height=128, width=128).astype(np.uint8))
@@ -531,7 +531,7 @@ def test_imaging_png_and_dicom_each_get_the_single_prediction(
 
 
 def test_imaging_bad_objects_get_the_decoders_problem(stack: BatchStack) -> None:
-    from tests.unit.test_imaging_decode import make_dicom, ramp
+    from tests.builders import make_dicom, ramp
 
     stack.put("incoming/chest-xray/ct.dcm", make_dicom(modality="CT", pixels=ramp(height=128, width=128)))
     stack.put("incoming/chest-xray/notes.txt", b"not an image at all")

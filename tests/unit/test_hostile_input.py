@@ -22,8 +22,8 @@ from pydicom.encaps import encapsulate
 
 from medserve.problems import MAX_ERRORS, Problem, unprocessable
 from medserve.tasks.imaging.decode import ImageSpec, decode_image
+from tests.builders import make_dicom, ramp
 from tests.conftest import invoke, load_event, with_body
-from tests.unit.test_imaging_decode import make_dicom, ramp
 
 ROUTES = {"risk": "risk_breast_cancer", "vitals": "vitals_predict", "imaging": "imaging_json"}
 VITALS_OBS = load_event("vitals_predict")["body"].strip()

@@ -22,8 +22,9 @@ from PIL import Image
 from medserve.api import SYNTHETIC_WARNING
 from medserve.registry import Registry
 from medserve.tasks.imaging.decode import ImageSpec, decode_image, to_model_input
+from tests import builders
+from tests.builders import PHI, jpeg_bytes, make_dicom, phi_parts, png_bytes, png_with_size, ramp
 from tests.conftest import MODELS, ROOT, invoke, live_folder, load_event
-from tests.unit.test_imaging_decode import PHI, _png_with_size, jpeg_bytes, make_dicom, phi_parts, png_bytes, ramp
 
 PNG_EVENT = load_event("imaging_png")
 JSON_EVENT = load_event("imaging_json")
@@ -35,25 +36,11 @@ SPEC = ImageSpec.from_manifest(MANIFEST)
 
 def raw_event(data: bytes, content_type: str, query: dict[str, str] | None = None, **headers: str) -> dict:
     """The PNG event re-filled with other bytes / Content-Type / query (API Gateway binary shape)."""
-    ev = json.loads(json.dumps(PNG_EVENT))
-    ev["body"] = base64.b64encode(data).decode("ascii")
-    ev["isBase64Encoded"] = True
-    ev["queryStringParameters"] = query
-    ev["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} if query else None
-    for name, value in {"Content-Type": content_type, **{k.replace("_", "-"): v for k, v in headers.items()}}.items():
-        ev["headers"][name] = value
-        ev["multiValueHeaders"][name] = [value]
-    return ev
+    return builders.raw_event(PNG_EVENT, data, content_type, query, **headers)
 
 
 def json_event(body: Any, query: dict[str, str] | None = None, **headers: str) -> dict:
-    ev = json.loads(json.dumps(JSON_EVENT))
-    ev["body"] = body if isinstance(body, str) else json.dumps(body)
-    ev["queryStringParameters"] = query
-    for name, value in {k.replace("_", "-"): v for k, v in headers.items()}.items():
-        ev["headers"][name] = value
-        ev["multiValueHeaders"][name] = [value]
-    return ev
+    return builders.json_event(JSON_EVENT, body, query, **headers)
 
 
 def b64(data: bytes) -> str:
@@ -306,7 +293,7 @@ def test_too_small_image_is_422() -> None:
 
 
 def test_decompression_bomb_is_413() -> None:
-    assert_problem(*invoke("imaging", raw_event(_png_with_size(9000, 9000), "image/png")), 413, "body")
+    assert_problem(*invoke("imaging", raw_event(png_with_size(9000, 9000), "image/png")), 413, "body")
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ import pydicom
 import pytest
 
 from medserve import audit
+from tests.builders import PHI, make_dicom, phi_parts, png_bytes, ramp
 from tests.conftest import invoke, load_event
-from tests.unit.test_imaging_decode import PHI, make_dicom, phi_parts, png_bytes, ramp
 from tests.unit.test_imaging_handler import raw_event
 
 AIAST = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "AIAST"}

@@ -25,17 +25,13 @@ from PIL import Image
 from medserve import provenance, tasks
 from medserve.registry import Registry
 from medserve.tasks.base import HttpRequest
+from tests.builders import risk_instance
 from tests.conftest import MODELS, load_event
 
 R4B = pytest.importorskip("fhir.resources.R4B.bundle")
 REGISTRY = Registry.load(MODELS)
 INPUT_SHA256 = hashlib.sha256(b"the request body").hexdigest()
 RECORDED = "2026-11-30T12:00:00Z"
-
-
-def _instances(model_id: str) -> list[dict[str, Any]]:
-    inputs = REGISTRY.get(model_id).manifest["inputs"]
-    return [{i["name"]: (sorted(i["allowed"])[0] if i.get("allowed") else i["train_mean"]) for i in inputs}]
 
 
 def _png() -> bytes:
@@ -54,7 +50,7 @@ def build_bundle(model_id: str) -> dict[str, Any]:
     elif entry.task == "vitals":
         body = load_event("vitals_predict")["body"]
     else:
-        body = json.dumps({"instances": _instances(model_id), "explain": True})
+        body = json.dumps({"instances": [risk_instance(model_id)], "explain": True})
     parsed = task.parse(entry, HttpRequest(body, content_type="application/json"))
     return task.fhir(entry, parsed, task.predict(entry, [parsed])[0], f"rid-{entry.task}")
 

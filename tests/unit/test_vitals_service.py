@@ -11,23 +11,14 @@ from medserve.registry import Registry
 from medserve.tasks.vitals import features, service
 from medserve.tasks.vitals import fhir as vitals_fhir
 from medserve.tasks.vitals.validation import validate_request
+from tests.builders import observation
 from tests.conftest import MODELS
 
 ENTRY = Registry.load(MODELS, task="vitals").get("vitals-deterioration", task="vitals")
 
 
 def obs(t: datetime, **changes: object) -> dict[str, object]:
-    base = {
-        "time": t.isoformat(),
-        "heart_rate": 80,
-        "respiratory_rate": 16,
-        "spo2": 97,
-        "temperature": 36.9,
-        "systolic_bp": 125,
-        "consciousness": "A",
-        "supplemental_oxygen": False,
-    }
-    return base | changes
+    return observation(t, **changes)
 
 
 T0 = datetime(2026, 11, 23, 8, tzinfo=UTC)

@@ -10,21 +10,11 @@ import pytest
 
 from medserve.problems import Problem
 from medserve.tasks.vitals.validation import parse_time, validate_request
+from tests.builders import observation
 
 
 def obs(hour: int = 8, **changes: Any) -> dict[str, Any]:
-    o = {
-        "time": f"2026-11-23T{hour:02d}:00:00Z",
-        "heart_rate": 80,
-        "respiratory_rate": 16,
-        "spo2": 97,
-        "temperature": 36.9,
-        "systolic_bp": 125,
-        "consciousness": "A",
-        "supplemental_oxygen": False,
-    }
-    o.update(changes)
-    return o
+    return observation(hour, **changes)
 
 
 def errors_of(body: Any) -> list[dict[str, str]]:
