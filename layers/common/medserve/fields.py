@@ -203,22 +203,25 @@ class Record:
     unknown: str = "unknown field"
     _by_name: dict[str, Field] = field(init=False, repr=False, compare=False)
     _keys: frozenset[str] = field(init=False, repr=False, compare=False)
-    _rules: list[tuple[str, str, float, float, frozenset[Any]]] = field(init=False, repr=False, compare=False)
+    _numbers: list[tuple[str, float, float, frozenset[Any]]] = field(init=False, repr=False, compare=False)
+    _others: list[tuple[str, str, frozenset[Any]]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {f.name: f for f in self.fields})
         object.__setattr__(self, "_keys", frozenset(f.name for f in self.fields))
-        rules = [
+        numbers = [
             (
                 f.name,
-                f.type,
                 -_MAX_FLOAT if f.minimum is None else float(f.minimum),
                 _MAX_FLOAT if f.maximum is None else float(f.maximum),
                 frozenset(f.allowed),
             )
             for f in self.fields
+            if f.type == "number"
         ]
-        object.__setattr__(self, "_rules", rules)
+        others = [(f.name, f.type, frozenset(f.allowed)) for f in self.fields if f.type != "number"]
+        object.__setattr__(self, "_numbers", numbers)
+        object.__setattr__(self, "_others", others)
 
     @property
     def names(self) -> list[str]:
@@ -236,12 +239,13 @@ class Record:
         """
         if type(obj) is not dict or obj.keys() != self._keys:
             return False
-        for name, kind, lo, hi, allowed in self._rules:
+        for name, lo, hi, allowed in self._numbers:
             v = obj[name]
-            if kind == "number":
-                if type(v) not in _NUMBER or not lo <= v <= hi or (allowed and v not in allowed):
-                    return False
-            elif kind == "boolean":
+            if type(v) not in _NUMBER or not lo <= v <= hi or (allowed and v not in allowed):
+                return False
+        for name, kind, allowed in self._others:
+            v = obj[name]
+            if kind == "boolean":
                 if type(v) is not bool:
                     return False
             elif kind == "string":

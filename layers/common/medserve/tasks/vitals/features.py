@@ -162,12 +162,22 @@ def encode(observations: Sequence[Mapping[str, Any]], times: Sequence[datetime])
     if len(observations) != len(times):
         raise ValueError("one time per observation")
     t = len(observations)
-    x = np.zeros((t, len(COLUMNS)), dtype=np.float32)
-    for i, o in enumerate(observations):
-        for j, name in enumerate(NUMERIC_FIELDS):
-            x[i, j] = float(o[name])
-        x[i, 5] = ACVPU_CODE[str(o["consciousness"])]
-        x[i, 6] = 1.0 if o["supplemental_oxygen"] else 0.0
+    x = np.array(
+        [
+            [
+                o["heart_rate"],
+                o["respiratory_rate"],
+                o["spo2"],
+                o["temperature"],
+                o["systolic_bp"],
+                ACVPU_CODE[str(o["consciousness"])],
+                1.0 if o["supplemental_oxygen"] else 0.0,
+                0.0,
+            ]
+            for o in observations
+        ],
+        dtype=np.float64,
+    ).astype(np.float32)
     if t > 1:
         deltas = np.array([(b - a).total_seconds() / 3600.0 for a, b in zip(times, times[1:], strict=False)])
         x[1:, 7] = np.clip(deltas, 0.0, DT_CAP_HOURS)

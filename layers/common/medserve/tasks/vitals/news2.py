@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 from typing import Final, TypedDict
 
 __all__ = [
@@ -99,6 +100,7 @@ def chart_value(value: float, decimals: int = 0) -> Decimal:
     return Decimal(repr(float(value))).quantize(quantum, rounding=ROUND_HALF_UP)
 
 
+@lru_cache(maxsize=8192)
 def _band(value: float, bands: tuple[tuple[str, int], ...], above: int, decimals: int = 0) -> int:
     """The points of the first band whose inclusive upper edge holds the chart value, else ``above``."""
     v = chart_value(value, decimals)
