@@ -56,10 +56,12 @@ def bench_outputs(n: int = 2000) -> dict[str, Any]:
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         os.environ.pop(audit.AUDIT_FILE_ENV, None)
         results["audit_record_only"] = warm(lambda: audit.api_record(event, 200, entry, sha, 1234, 10.0), n)
-        results["audit_stdout"] = warm(lambda: audit.api_event(event, 200, entry, sha, 1234, 10.0), n)
+        results["audit_stdout"] = warm(lambda: audit.emit(audit.api_record(event, 200, entry, sha, 1234, 10.0)), n)
         with tempfile.TemporaryDirectory() as tmp:
             os.environ[audit.AUDIT_FILE_ENV] = str(Path(tmp) / "audit.jsonl")
-            results["audit_stdout_and_file"] = warm(lambda: audit.api_event(event, 200, entry, sha, 1234, 10.0), n)
+            results["audit_stdout_and_file"] = warm(
+                lambda: audit.emit(audit.api_record(event, 200, entry, sha, 1234, 10.0)), n
+            )
             os.environ.pop(audit.AUDIT_FILE_ENV)
 
     result = {

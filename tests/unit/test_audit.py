@@ -143,7 +143,8 @@ def test_emit_writes_one_marked_json_line_to_stdout_and_nothing_through_the_root
     collect = _Collect()
     root.addHandler(collect)
     try:
-        rec = audit.api_event(api_event, 415, ENTRY, INPUT_SHA, 3, 0.7)
+        rec = audit.api_record(api_event, 415, ENTRY, INPUT_SHA, 3, 0.7)
+        audit.emit(rec)
     finally:
         root.removeHandler(collect)
     lines = capsys.readouterr().out.splitlines()
@@ -157,8 +158,10 @@ def test_local_file_sink_appends_one_line_per_record(
 ) -> None:
     path = tmp_path / ".local" / "audit.jsonl"
     monkeypatch.setenv(audit.AUDIT_FILE_ENV, str(path))
-    first = audit.api_event(api_event, 200, ENTRY, INPUT_SHA, 3, 0.7)
-    second = audit.batch_event(audit.s3_source(s3_record), 200, ENTRY, INPUT_SHA, 9, 1.1, request_id="b", row=0)
+    first = audit.api_record(api_event, 200, ENTRY, INPUT_SHA, 3, 0.7)
+    audit.emit(first)
+    second = audit.batch_record(audit.s3_source(s3_record), 200, ENTRY, INPUT_SHA, 9, 1.1, request_id="b", row=0)
+    audit.emit(second)
     lines = path.read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in lines] == [first, second]
     assert MARKER not in path.read_text(encoding="utf-8")
@@ -169,5 +172,5 @@ def test_no_file_without_the_environment_variable(
 ) -> None:
     monkeypatch.delenv(audit.AUDIT_FILE_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
-    audit.api_event(api_event, 200, ENTRY, INPUT_SHA, 3, 0.7)
+    audit.emit(audit.api_record(api_event, 200, ENTRY, INPUT_SHA, 3, 0.7))
     assert list(tmp_path.iterdir()) == []

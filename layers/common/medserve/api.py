@@ -344,14 +344,16 @@ def lambda_entry(app: MedServeResolver) -> Callable[[dict[str, Any], Any], dict[
         if head:
             response = {**response, "body": "", "isBase64Encoded": False}
         digest, size = input_digest(event)
-        audit.api_event(
-            event,
-            int(response.get("statusCode") or 500),
-            app.answered_by,
-            digest,
-            size,
-            (time.perf_counter() - start) * 1000,
-            request_id=(response.get("headers") or {}).get("X-Request-Id"),
+        audit.emit(
+            audit.api_record(
+                event,
+                int(response.get("statusCode") or 500),
+                app.answered_by,
+                digest,
+                size,
+                (time.perf_counter() - start) * 1000,
+                request_id=(response.get("headers") or {}).get("X-Request-Id"),
+            )
         )
         logger.info(
             "request",

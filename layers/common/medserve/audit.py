@@ -209,6 +209,11 @@ def record(
     }
 
 
+def _observer(kind: str) -> str:
+    """``AuditEvent.source.observer``: which MedServe function recorded it (``local`` under ``make run``)."""
+    return f"MedServe {kind} ({os.environ.get('AWS_LAMBDA_FUNCTION_NAME') or 'local'})"
+
+
 def _route(event: dict[str, Any]) -> str:
     """The resource template of the route (``/v1/imaging/{model_id}/predict``), never the raw path."""
     resource = event.get("resource")
@@ -225,7 +230,7 @@ def api_record(
     *,
     request_id: str | None = None,
 ) -> dict[str, Any]:
-    """The AuditEvent of one API Gateway (REST) request; see :func:`api_event`."""
+    """The AuditEvent of one API Gateway (REST) request; emit it with :func:`emit`."""
     ctx = event.get("requestContext") or {}
     identity = ctx.get("identity") or {}
     method = event.get("httpMethod")
@@ -247,43 +252,8 @@ def api_record(
         input_size=input_size,
         latency_ms=latency_ms,
         request_details=details,
-        source=f"MedServe API ({os.environ.get('AWS_LAMBDA_FUNCTION_NAME') or 'local'})",
+        source=_observer("API"),
     )
-
-
-def api_event(
-    event: dict[str, Any],
-    status: int,
-    entry: Any | None,
-    input_sha256: str | None,
-    input_size: int | None,
-    latency_ms: float,
-    *,
-    request_id: str | None = None,
-) -> dict[str, Any]:
-    """Record and emit the AuditEvent of one API request; returns the record.
-
-    Parameters
-    ----------
-    event
-        The API Gateway REST proxy event: only ``resource``, ``httpMethod`` and
-        ``requestContext`` (request id, ``identity.userArn``/``caller``/``accountId``)
-        are read.
-    status
-        The HTTP status answered.
-    entry
-        The model that answered (``.id``, ``.version``, ``.sha256``), or ``None`` when
-        the request was refused before a model was chosen.
-    input_sha256, input_size
-        Hex sha256 and length of the request body's bytes (``None`` when there was none).
-    latency_ms
-        Time from the handler's start to the response.
-    request_id
-        Overrides the request context's id.
-    """
-    rec = api_record(event, status, entry, input_sha256, input_size, latency_ms, request_id=request_id)
-    emit(rec)
-    return rec
 
 
 def s3_source(record_: dict[str, Any]) -> dict[str, Any]:
@@ -307,7 +277,7 @@ def batch_record(
     request_id: str,
     row: int | None = None,
 ) -> dict[str, Any]:
-    """The AuditEvent of one batch row (or a whole object); see :func:`batch_event`."""
+    """The AuditEvent of one batch row (or a whole object); emit it with :func:`emit`."""
     details = [_detail("object_key_sha256", source.get("key_sha256") or sha256_hex(source.get("key", "")))]
     if row is not None:
         details.append(_detail("row", int(row)))
@@ -322,44 +292,8 @@ def batch_record(
         input_size=input_size,
         latency_ms=latency_ms,
         request_details=details,
-        source=f"MedServe batch ({os.environ.get('AWS_LAMBDA_FUNCTION_NAME') or 'local'})",
+        source=_observer("batch"),
     )
-
-
-def batch_event(
-    source: dict[str, Any],
-    status: int,
-    entry: Any | None,
-    input_sha256: str | None,
-    input_size: int | None,
-    latency_ms: float,
-    *,
-    request_id: str,
-    row: int | None = None,
-) -> dict[str, Any]:
-    """Record and emit the AuditEvent of one batch row, or of an object refused whole.
-
-    Parameters
-    ----------
-    source
-        :func:`s3_source` of the S3 event record (``{"key_sha256", "principal"}``); a
-        ``"key"`` instead of ``"key_sha256"`` is hashed here, never recorded.
-    status
-        The row's status (200, or its problem's status); the object's when refused whole.
-    entry
-        The model, or ``None`` when the key named no model.
-    input_sha256, input_size
-        Hex sha256 and length of the row's bytes (its CSV/JSON line) or the object's.
-    latency_ms
-        The row's share of the processing time, or the object's.
-    request_id
-        The batch result's request id.
-    row
-        The row number (from 0, as in the result document), ``None`` for a whole object.
-    """
-    rec = batch_record(source, status, entry, input_sha256, input_size, latency_ms, request_id=request_id, row=row)
-    emit(rec)
-    return rec
 
 
 def emit(rec: dict[str, Any]) -> None:

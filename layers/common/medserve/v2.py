@@ -29,14 +29,14 @@ import binascii
 import json
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from aws_lambda_powertools.metrics import MetricUnit
 
-from medserve import __version__
+from medserve import __version__, tasks
 from medserve.api import SYNTHETIC_WARNING, logger, metrics
 from medserve.problems import PROBLEM_CONTENT_TYPE, Problem, method_not_allowed, unsupported_media_type
 
@@ -149,7 +149,7 @@ def unreadable(detail: str, field: str = "body") -> V2Problem:
     return V2Problem(400, "Bad Request", detail, errors=[{"field": field, "message": detail}])
 
 
-class _Errors:
+class Errors:
     """Collects ``(field, message)`` pairs, keeping the first :data:`MAX_ERRORS` and counting the rest."""
 
     def __init__(self) -> None:
@@ -165,6 +165,34 @@ class _Errors:
     def raise_if_any(self) -> None:
         if self.items:
             raise invalid(self.items, self.omitted)
+
+
+def _named_items(
+    errors: Errors, field: str, items: list[Any], keys: frozenset[str], names: list[str]
+) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """``(where, item, name)`` for each item of ``inputs``/``outputs`` that names a tensor of the model once.
+
+    Every other item is an error: not an object, an unknown key, a name that is not the
+    model's (never repeated back unless it is one), a name given twice.
+    """
+    kind = field[:-1]
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        where = f"{field}[{i}]"
+        if not isinstance(item, dict):
+            errors.add(where, f"must be an object with a name (an {kind} of this model)")
+            continue
+        for key in item.keys() - keys:
+            errors.add(*_unknown(where, key))
+        name = _shown(item.get("name"), names)
+        if name is None:
+            errors.add(f"{where}.name", f"must be one of this model's {field}: {', '.join(names)}")
+            continue
+        if name in seen:
+            errors.add(f"{where}.name", f"{kind} {name} is given twice")
+            continue
+        seen.add(name)
+        yield where, item, name
 
 
 def _shown(name: object, allowed: Iterable[str]) -> str | None:
@@ -263,7 +291,7 @@ def model_ready(registry: Any, name: str, version: str | None) -> dict[str, Any]
 
 # --- value constraints from the manifest ------------------------------------------------
 @dataclass
-class _Column:
+class Column:
     name: str
     lo: float
     hi: float
@@ -271,12 +299,12 @@ class _Column:
     codes: tuple[float, ...] | None = None  # allowed values (coded categories)
 
 
-def _columns(manifest: dict[str, Any]) -> list[_Column]:
+def columns_of(manifest: dict[str, Any]) -> list[Column]:
     out = []
     for i in manifest.get("inputs", []):
         allowed = i.get("allowed")
         out.append(
-            _Column(
+            Column(
                 name=str(i["name"]),
                 lo=float(i.get("min", -math.inf)),
                 hi=float(i.get("max", math.inf)),
@@ -287,26 +315,14 @@ def _columns(manifest: dict[str, Any]) -> list[_Column]:
     return out
 
 
-def _vitals_codes(manifest: dict[str, Any], columns: list[_Column]) -> None:
-    """Categorical vitals fields are integer codes (ACVPU 0-4, oxygen 0/1): only those values."""
-    for feature in (manifest.get("vitals") or {}).get("features", []):
-        col = next((c for c in columns if c.name == feature.get("name")), None)
-        if col is None:
-            continue
-        if feature.get("type") == "boolean":
-            col.codes = (0.0, 1.0)
-        elif feature.get("type") == "string" and feature.get("allowed"):
-            col.codes = tuple(float(k) for k in range(len(feature["allowed"])))
-
-
-def _range_text(col: _Column) -> str:
+def _range_text(col: Column) -> str:
     if col.codes is not None:
         return f"{col.name} must be one of {', '.join(f'{c:g}' for c in col.codes)}"
     return f"{col.name} must be between {col.lo:g} and {col.hi:g} {col.unit}".rstrip()
 
 
-def _check_columns(
-    errors: _Errors, field: str, x: np.ndarray, columns: list[_Column], where: np.ndarray | None = None
+def check_columns(
+    errors: Errors, field: str, x: np.ndarray, columns: list[Column], where: np.ndarray | None = None
 ) -> None:
     """Each element along the last axis of ``x`` against its manifest column (``where``: cells to check)."""
     lo = np.array([c.lo for c in columns])
@@ -318,10 +334,10 @@ def _check_columns(
             bad[..., k] |= ~np.isin(x[..., k], col.codes)
     if where is not None:
         bad &= where[..., None]
-    _report(errors, field, bad, lambda idx: _range_text(columns[idx[-1]]))
+    report(errors, field, bad, lambda idx: _range_text(columns[idx[-1]]))
 
 
-def _report(errors: _Errors, field: str, bad: np.ndarray, message: Callable[[tuple[int, ...]], str]) -> None:
+def report(errors: Errors, field: str, bad: np.ndarray, message: Callable[[tuple[int, ...]], str]) -> None:
     flat = np.flatnonzero(bad)
     for pos in flat[: MAX_ERRORS + 1].tolist():
         idx = np.unravel_index(pos, bad.shape)
@@ -329,42 +345,9 @@ def _report(errors: _Errors, field: str, bad: np.ndarray, message: Callable[[tup
     errors.omitted += max(0, len(flat) - MAX_ERRORS - 1)
 
 
-def _check_values(entry: Any, tensors: dict[str, np.ndarray], fields: dict[str, str], errors: _Errors) -> None:
-    """The manifest's plausible ranges, per task (what v1 enforces on the same numbers)."""
-    m = entry.manifest
-    columns = _columns(m)
-    if entry.task == "risk":
-        (name,) = tensors
-        if tensors[name].shape[-1] == len(columns):
-            _check_columns(errors, fields[name], tensors[name], columns)
-    elif entry.task == "vitals":
-        _vitals_codes(m, columns)
-        obs_name, mask_name = (t["name"] for t in m["onnx"]["inputs"][:2])
-        x, mask = tensors[obs_name], tensors[mask_name]
-        if x.shape[:2] != mask.shape:
-            errors.add(fields[mask_name], f"shape must equal the first two dimensions of {obs_name}")
-            return
-        limit = int((m.get("vitals") or {}).get("max_observations", 0)) or None
-        if limit is not None and x.shape[1] > limit:
-            errors.add(f"{fields[obs_name].rsplit('.', 1)[0]}.shape", f"at most {limit} observations per sequence")
-        bad_mask = (mask != 0) & (mask != 1)
-        _report(errors, fields[mask_name], bad_mask, lambda idx: "must be 0 (padding) or 1 (observation)")
-        if bad_mask.any():
-            return
-        real = mask == 1
-        # right-padded: ones first, then zeros; at least one observation per sequence
-        ok = real[:, 0] & (np.diff(mask, axis=1) <= 0).all(axis=1) if mask.shape[1] else np.zeros(len(mask), bool)
-        for n in np.flatnonzero(~ok)[:MAX_ERRORS].tolist():
-            errors.add(fields[mask_name], f"sequence {n}: must be 1 for each observation, then 0 for right-padding")
-        if x.shape[-1] == len(columns):
-            _check_columns(errors, fields[obs_name], x, columns, where=real)
-    elif entry.task == "imaging" and len(columns) == 1:
-        (name,) = tensors
-        col = columns[0]
-        with np.errstate(invalid="ignore"):
-            bad = (tensors[name] < col.lo) | (tensors[name] > col.hi)
-        text = f"must be between {col.lo:g} and {col.hi:g} ({col.unit}; see the model's image.normalization)"
-        _report(errors, fields[name], bad, lambda idx: text)
+def _check_values(entry: Any, tensors: dict[str, np.ndarray], fields: dict[str, str], errors: Errors) -> None:
+    """The manifest's plausible ranges: the model's task knows them (what v1 enforces on the same numbers)."""
+    tasks.get(entry.task).check_tensors(entry, tensors, fields, errors)
 
 
 # --- reading an inference request -------------------------------------------------------
@@ -465,7 +448,7 @@ def _from_json(flat: list[Any], datatype: str) -> np.ndarray | str:
     return np.array(flat, dtype=target)
 
 
-def _params(errors: _Errors, field: str, params: Any, allowed: dict[str, type]) -> dict[str, Any]:
+def _params(errors: Errors, field: str, params: Any, allowed: dict[str, type]) -> dict[str, Any]:
     """A ``parameters`` object holding only the ``allowed`` keys with values of their types."""
     if params is None:
         return {}
@@ -499,7 +482,7 @@ def parse_infer(entry: Any, body: Any, binary: bytes) -> InferRequest:
     """Check an inference request against the model (422 naming every field at fault)."""
     if not isinstance(body, dict):
         raise invalid([("body", "must be a JSON object (an inference request)")])
-    errors = _Errors()
+    errors = Errors()
     for key in body.keys() - _REQUEST_KEYS:
         errors.add(*_unknown("", key))
     rid = body.get("id")
@@ -516,20 +499,7 @@ def parse_infer(entry: Any, body: Any, binary: bytes) -> InferRequest:
     if not isinstance(raw_inputs, list) or not raw_inputs:
         errors.add("inputs", f"required: a list of the model's inputs ({', '.join(by_name)})")
         raw_inputs = []
-    for i, item in enumerate(raw_inputs):
-        where = f"inputs[{i}]"
-        if not isinstance(item, dict):
-            errors.add(where, "must be an object with name, shape, datatype and data")
-            continue
-        for key in item.keys() - _INPUT_KEYS:
-            errors.add(*_unknown(where, key))
-        name = _shown(item.get("name"), by_name)
-        if name is None:
-            errors.add(f"{where}.name", f"must be one of this model's inputs: {', '.join(by_name)}")
-            continue
-        if name in feeds or name in fields:
-            errors.add(f"{where}.name", f"input {name} is given twice")
-            continue
+    for where, item, name in _named_items(errors, "inputs", raw_inputs, _INPUT_KEYS, list(by_name)):
         spec = by_name[name]
         fields[name] = f"{where}.data"
         dt = item.get("datatype")
@@ -600,7 +570,7 @@ def parse_infer(entry: Any, body: Any, binary: bytes) -> InferRequest:
             errors.add("inputs", f"input {name} is missing")
     for name, x in feeds.items():
         if x.dtype.kind == "f":
-            _report(errors, fields[name], ~np.isfinite(x), lambda idx: "must be a finite number")
+            report(errors, fields[name], ~np.isfinite(x), lambda idx: "must be a finite number")
     if not errors.items and len(feeds) == len(by_name):
         _check_values(entry, feeds, fields, errors)
     wanted, binary_flags = _requested_outputs(errors, body.get("outputs"), out_names, params)
@@ -609,7 +579,7 @@ def parse_infer(entry: Any, body: Any, binary: bytes) -> InferRequest:
 
 
 def _requested_outputs(
-    errors: _Errors, raw: Any, names: list[str], params: dict[str, Any]
+    errors: Errors, raw: Any, names: list[str], params: dict[str, Any]
 ) -> tuple[list[str], dict[str, bool]]:
     default = bool(params.get("binary_data_output", False))
     if raw is None:
@@ -619,20 +589,7 @@ def _requested_outputs(
         return [], {}
     wanted: list[str] = []
     flags: dict[str, bool] = {}
-    for i, item in enumerate(raw):
-        where = f"outputs[{i}]"
-        if not isinstance(item, dict):
-            errors.add(where, "must be an object with a name")
-            continue
-        for key in item.keys() - _OUTPUT_KEYS:
-            errors.add(*_unknown(where, key))
-        name = _shown(item.get("name"), names)
-        if name is None:
-            errors.add(f"{where}.name", f"must be one of this model's outputs: {', '.join(names)}")
-            continue
-        if name in flags:
-            errors.add(f"{where}.name", f"output {name} is requested twice")
-            continue
+    for where, item, name in _named_items(errors, "outputs", raw, _OUTPUT_KEYS, list(names)):
         p = _params(errors, f"{where}.parameters", item.get("parameters"), {"binary_data": bool})
         wanted.append(name)
         flags[name] = bool(p.get("binary_data", default))

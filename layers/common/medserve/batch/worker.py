@@ -281,14 +281,16 @@ class BatchWorker:
         log["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
         self._log(log)
         if outcome.kind in ("result", "error"):
-            audit.batch_event(
-                {"key": key, "principal": principal},
-                outcome.status or 500,
-                entry,
-                audit.sha256_hex(data) if data is not None else None,
-                len(data) if data is not None else None,
-                log["duration_ms"],
-                request_id=message_id,
+            audit.emit(
+                audit.batch_record(
+                    {"key": key, "principal": principal},
+                    outcome.status or 500,
+                    entry,
+                    audit.sha256_hex(data) if data is not None else None,
+                    len(data) if data is not None else None,
+                    log["duration_ms"],
+                    request_id=message_id,
+                )
             )
         return outcome
 

@@ -136,6 +136,11 @@ class Task:
         """``(body, content type)`` of a prediction in one of :attr:`media_types`."""
         raise NotImplementedError
 
+    # --- Open Inference Protocol v2 ------------------------------------------------------------
+    def check_tensors(self, entry: ModelEntry, tensors: dict[str, Any], fields: dict[str, str], errors: Any) -> None:
+        """Add to ``errors`` (:class:`medserve.v2.Errors`) every tensor value outside the manifest's
+        plausible ranges: the v2 route's twin of :meth:`parse`, on the ONNX model's own inputs."""
+
     # --- batch --------------------------------------------------------------------------
     def batch(self, entry: ModelEntry, data: bytes, name: str, *, max_rows: int) -> dict[str, Any]:
         """The task part of a batch result document for one object (a :class:`Problem` for the whole object)."""

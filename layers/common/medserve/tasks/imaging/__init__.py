@@ -63,6 +63,21 @@ class ImagingTask(Task):
         heatmap = result.get("heatmap") if parsed.explain else None
         return sr.build(parsed.data, entry, result["prediction"], heatmap=heatmap, field=parsed.field).body()
 
+    def check_tensors(self, entry: ModelEntry, tensors: dict[str, Any], fields: dict[str, str], errors: Any) -> None:
+        import numpy as np
+
+        from medserve.v2 import columns_of, report
+
+        columns = columns_of(entry.manifest)
+        if len(columns) != 1:
+            return
+        (name,) = tensors
+        col = columns[0]
+        with np.errstate(invalid="ignore"):
+            bad = (tensors[name] < col.lo) | (tensors[name] > col.hi)
+        text = f"must be between {col.lo:g} and {col.hi:g} ({col.unit}; see the model's image.normalization)"
+        report(errors, fields[name], bad, lambda idx: text)
+
     def batch(self, entry: ModelEntry, data: bytes, name: str, *, max_rows: int) -> dict[str, Any]:
         """One image per object, decoded exactly as the API decodes it."""
         from medserve.tasks.imaging.decode import decode_image

@@ -80,6 +80,14 @@ class RiskTask(Task):
 
         return bundle(entry, result, request_id)
 
+    def check_tensors(self, entry: ModelEntry, tensors: dict[str, Any], fields: dict[str, str], errors: Any) -> None:
+        from medserve.v2 import check_columns, columns_of
+
+        columns = columns_of(entry.manifest)
+        (name,) = tensors
+        if tensors[name].shape[-1] == len(columns):
+            check_columns(errors, fields[name], tensors[name], columns)
+
     def batch(self, entry: ModelEntry, data: bytes, name: str, *, max_rows: int) -> dict[str, Any]:
         from medserve.tasks.risk.batch import process
 

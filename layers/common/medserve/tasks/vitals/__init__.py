@@ -18,6 +18,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from medserve.registry import ModelEntry
 
 
+def _codes(manifest: dict[str, Any], columns: list[Any]) -> None:
+    """Categorical vitals fields are integer codes (ACVPU 0-4, oxygen 0/1): only those values."""
+    for feature in (manifest.get("vitals") or {}).get("features", []):
+        col = next((c for c in columns if c.name == feature.get("name")), None)
+        if col is None:
+            continue
+        if feature.get("type") == "boolean":
+            col.codes = (0.0, 1.0)
+        elif feature.get("type") == "string" and feature.get("allowed"):
+            col.codes = tuple(float(k) for k in range(len(feature["allowed"])))
+
+
 class VitalsTask(Task):
     """``POST /v1/vitals/{model_id}/predict``: ``{"observations": [...], "explain": bool}``."""
 
@@ -44,6 +56,35 @@ class VitalsTask(Task):
         from medserve.tasks.vitals.fhir import bundle
 
         return bundle(entry, parsed, result, request_id)
+
+    def check_tensors(self, entry: ModelEntry, tensors: dict[str, Any], fields: dict[str, str], errors: Any) -> None:
+        """The padded observations against their columns' ranges and codes, and a right-padded 0/1 mask."""
+        import numpy as np
+
+        from medserve.v2 import MAX_ERRORS, check_columns, columns_of, report
+
+        m = entry.manifest
+        columns = columns_of(m)
+        _codes(m, columns)
+        obs_name, mask_name = (t["name"] for t in m["onnx"]["inputs"][:2])
+        x, mask = tensors[obs_name], tensors[mask_name]
+        if x.shape[:2] != mask.shape:
+            errors.add(fields[mask_name], f"shape must equal the first two dimensions of {obs_name}")
+            return
+        limit = int((m.get("vitals") or {}).get("max_observations", 0)) or None
+        if limit is not None and x.shape[1] > limit:
+            errors.add(f"{fields[obs_name].rsplit('.', 1)[0]}.shape", f"at most {limit} observations per sequence")
+        bad_mask = (mask != 0) & (mask != 1)
+        report(errors, fields[mask_name], bad_mask, lambda idx: "must be 0 (padding) or 1 (observation)")
+        if bad_mask.any():
+            return
+        real = mask == 1
+        # right-padded: ones first, then zeros; at least one observation per sequence
+        ok = real[:, 0] & (np.diff(mask, axis=1) <= 0).all(axis=1) if mask.shape[1] else np.zeros(len(mask), bool)
+        for n in np.flatnonzero(~ok)[:MAX_ERRORS].tolist():
+            errors.add(fields[mask_name], f"sequence {n}: must be 1 for each observation, then 0 for right-padding")
+        if x.shape[-1] == len(columns):
+            check_columns(errors, fields[obs_name], x, columns, where=real)
 
     def batch(self, entry: ModelEntry, data: bytes, name: str, *, max_rows: int) -> dict[str, Any]:
         from medserve.tasks.vitals.batch import process
