@@ -209,6 +209,11 @@ def record(
     }
 
 
+def _measured(entry: Any | None, input_sha256: str | None, input_size: int | None, latency_ms: float) -> dict[str, Any]:
+    """What every record carries about the model and the input, as :func:`record` takes it."""
+    return {"entry": entry, "input_sha256": input_sha256, "input_size": input_size, "latency_ms": latency_ms}
+
+
 def _observer(kind: str) -> str:
     """``AuditEvent.source.observer``: which MedServe function recorded it (``local`` under ``make run``)."""
     return f"MedServe {kind} ({os.environ.get('AWS_LAMBDA_FUNCTION_NAME') or 'local'})"
@@ -247,10 +252,7 @@ def api_record(
             "alt": _plain(identity.get("caller")),
             "account": _plain(identity.get("accountId")) or _plain(ctx.get("accountId")),
         },
-        entry=entry,
-        input_sha256=input_sha256,
-        input_size=input_size,
-        latency_ms=latency_ms,
+        **_measured(entry, input_sha256, input_size, latency_ms),
         request_details=details,
         source=_observer("API"),
     )
@@ -287,10 +289,7 @@ def batch_record(
         request_id=request_id,
         status=status,
         caller={"principal": _plain(source.get("principal")), "alt": None, "account": None},
-        entry=entry,
-        input_sha256=input_sha256,
-        input_size=input_size,
-        latency_ms=latency_ms,
+        **_measured(entry, input_sha256, input_size, latency_ms),
         request_details=details,
         source=_observer("batch"),
     )
