@@ -23,13 +23,14 @@ BUILD       := .build
 
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup setup-export setup-tools run test test-fast test-slow lint models layer bench clean
+.PHONY: help setup setup-export setup-tools run test test-fast test-slow lint models golden layer bench clean
 
 help:
 	@echo "make run     serve the API on http://127.0.0.1:3000 and S3 on http://127.0.0.1:4566"
 	@echo "make test    install what is needed and run every test"
 	@echo "make models  retrain and re-export every model (TensorFlow, offline)"
 	@echo "make bench   run the benchmarks and rewrite bench/RESULTS.md"
+	@echo "make golden  re-record every model version's golden requests (golden.json)"
 	@echo "make layer   build the python3.12 x86_64 runtime layer into $(BUILD)/runtime"
 
 # --- environments ---------------------------------------------------------------
@@ -58,7 +59,7 @@ setup-tools: $(TOOLS_VENV)/.stamp
 # --- the runtime layer, built for Lambda without Docker ----------------------------
 $(BUILD)/runtime/.stamp: layers/runtime/requirements.txt layers/runtime/Makefile
 	rm -rf $(BUILD)/runtime && mkdir -p $(BUILD)/runtime
-	$(MAKE) -C layers/runtime build-RuntimeLayer ARTIFACTS_DIR=$(abspath $(BUILD)/runtime) PIP="$(abspath $(VENV))/bin/pip"
+	$(MAKE) -C layers/runtime build-RuntimeLayer ARTIFACTS_DIR=$(abspath $(BUILD)/runtime) PIP="$(abspath $(VENV))/bin/pip" PYTHON="$(PY312)"
 	touch $@
 
 layer: setup $(BUILD)/runtime/.stamp
@@ -86,7 +87,10 @@ lint: setup
 models: setup-export
 	$(EXPORT_VENV)/bin/python -m model_export --all
 
-bench: setup setup-export
+golden: setup
+	$(PY) -m local.golden --write
+
+bench: setup setup-export layer
 	$(PY) -m bench
 
 clean:

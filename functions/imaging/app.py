@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from medserve import snapstart
 from medserve.api import create_app, header, lambda_entry, media_type, prediction_response, read_json
 from medserve.imaging import service
 from medserve.registry import Registry
@@ -32,3 +33,4 @@ def predict(model_id: str):  # no return annotation: Powertools would build a sc
 
 
 lambda_handler = lambda_entry(app)
+SNAPSTART = snapstart.install(app, REGISTRY, task="imaging")  # SnapStart hooks (see medserve.snapstart)

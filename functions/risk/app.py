@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from medserve import fhir, risk
+from medserve import fhir, risk, snapstart
 from medserve.api import create_app, lambda_entry, prediction_response
 from medserve.registry import Registry
 
@@ -18,3 +18,4 @@ def predict(model_id: str, request: risk.RiskRequest):  # noqa: ANN201 (Powertoo
 
 
 lambda_handler = lambda_entry(app)
+SNAPSTART = snapstart.install(app, REGISTRY, task="risk")  # SnapStart hooks (see medserve.snapstart)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from medserve import snapstart
 from medserve.api import create_app, lambda_entry, prediction_response, read_json
 from medserve.registry import Registry
 from medserve.vitals import service
@@ -19,3 +20,4 @@ def predict(model_id: str):  # no return annotation: Powertools would build a sc
 
 
 lambda_handler = lambda_entry(app)
+SNAPSTART = snapstart.install(app, REGISTRY, task="vitals")  # SnapStart hooks (see medserve.snapstart)
