@@ -73,8 +73,13 @@ def lambda_opt(dest: Path, *, runtime: Path = RUNTIME_LAYER, copy: bool = False,
     models = build_layer("models", dest / "models-layer")
     shutil.move(str(models / "models"), opt / "models")
     if read_only:
-        _chmod_tree(opt, writable=False)
+        make_read_only(opt)
     return opt
+
+
+def make_read_only(path: Path) -> None:
+    """Remove every write bit under ``path``, as Lambda's ``/opt`` is read-only."""
+    _chmod_tree(path, writable=False)
 
 
 def make_writable(path: Path) -> None:

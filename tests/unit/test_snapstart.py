@@ -7,9 +7,11 @@ before-snapshot at load, after-restore once before the first request.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,12 @@ import numpy as np
 import pytest
 
 from local import LocalApi
+from local.functions import restore_env
 from medserve import api as medserve_api
 from medserve import snapstart
+from medserve.batch import storage
 from medserve.golden import golden_requests
-from tests.conftest import MODELS, load_event
+from tests.conftest import MODELS, ROOT, load_event
 
 API_FUNCTIONS = {"RiskFunction": "risk", "ImagingFunction": "imaging", "VitalsFunction": "vitals"}
 
@@ -34,8 +38,11 @@ def _golden_count(task: str | None) -> int:
 
 
 @pytest.fixture(scope="module")
-def local_api() -> LocalApi:
-    return LocalApi(port=0, eager=False)
+def local_api() -> Iterator[LocalApi]:
+    yield LocalApi(port=0, eager=False)
+    # what the runner's functions left in this process: their variables, the batch S3 client
+    restore_env()
+    storage.reset_client()
 
 
 @pytest.mark.parametrize(("logical_id", "task"), sorted(API_FUNCTIONS.items()))
@@ -96,7 +103,8 @@ def test_warm_up_leaves_no_metric_and_no_request_log(capsys: pytest.CaptureFixtu
     assert not snapstart.warming()
 
 
-def test_after_restore_reseeds_and_runs_restore_callbacks() -> None:
+def test_after_restore_reseeds_and_runs_restore_callbacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(snapstart, "_restore_callbacks", [])
     calls: list[str] = []
     snapstart.on_restore(lambda: calls.append("client reset"))
     hooks = snapstart.Hooks()
@@ -115,16 +123,20 @@ def test_after_restore_reseeds_and_runs_restore_callbacks() -> None:
 
 
 def test_batch_registers_its_s3_client_reset(monkeypatch: pytest.MonkeyPatch) -> None:
-    from medserve.batch import storage
-    from tests.conftest import load_handler
-
+    # Given the batch handler imported afresh (its own module name: the shared test copy keeps its settings),
     monkeypatch.setenv("MEDSERVE_OUTPUT_BUCKET", "results")
-    load_handler("batch")
-    assert storage.reset_client in snapstart._restore_callbacks
+    monkeypatch.setattr(snapstart, "_restore_callbacks", [])
+    spec = importlib.util.spec_from_file_location("snapstart_test_batch", ROOT / "functions" / "batch" / "app.py")
+    assert spec is not None and spec.loader is not None
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    assert snapstart._restore_callbacks == [storage.reset_client]
 
-    monkeypatch.setattr(storage, "_CLIENT", object())  # a client created before the snapshot
+    # when a restore happens after a client was created before the snapshot,
+    monkeypatch.setattr(storage, "_CLIENT", object())
     snapstart.Hooks().after_restore()
-    assert storage._CLIENT is None  # created afresh (new credentials, connections) on first use
+
+    # then the client is gone: created afresh (new credentials, connections) on first use.
+    assert storage._CLIENT is None
 
 
 class _App:
