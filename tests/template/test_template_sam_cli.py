@@ -14,7 +14,6 @@ package index that ``make setup`` uses; it never needs Docker or AWS.
 from __future__ import annotations
 
 import importlib.util
-
 import re
 import subprocess
 import tomllib
