@@ -140,12 +140,12 @@ def _coldstart(r: dict[str, Any] | None, risk: dict[str, Any] | None) -> list[st
             "Self time of each top-level package's modules, summed, median of 3; the handler's whole import in ms.",
             "Before/after of the import deferrals: [IMPORTTIME.md](IMPORTTIME.md).",
             "",
-            "| handler | import ms | top packages (ms) |",
-            "|---|---|---|",
+            "| handler | modules | import ms | top packages (ms) |",
+            "|---|---|---|---|",
         ]
         for task, rec in imports.items():
             tops = ", ".join(f"{k} {v}" for k, v in rec["top_ms"].items())
-            out.append(f"| {task} | {rec['total_ms']} | {tops} |")
+            out.append(f"| {task} | {rec.get('modules', '–')} | {rec['total_ms']} | {tops} |")
     return out + [""]
 
 

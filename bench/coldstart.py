@@ -42,6 +42,9 @@ CASES = {
     "models": ("models", "events/models_list.json", None),
 }
 
+RUNTIME_DIR: list[Path] = [Path("/nonexistent")]
+"""Lambda's ``/var/runtime`` stand-in of the current layout (boto3 and its deps)."""
+
 _PRELUDE = r"""
 import time; t0 = time.perf_counter()
 import sys, os
@@ -49,7 +52,7 @@ MODE, OPT, SITE, TASK, EVENT = sys.argv[1:6]
 if MODE == "layers":
     sys.dont_write_bytecode = True
     sys.path[:0] = [os.path.join(OPT, "python")]
-    sys.path.append(SITE)  # boto3 only: Lambda's runtime brings it, after /opt/python
+    sys.path.append(SITE)  # Lambda's /var/runtime (boto3 and its deps), after /opt/python
 else:
     sys.path[:0] = ["layers/common"]
 import contextlib, importlib.util, io, json, resource
@@ -128,12 +131,6 @@ print(json.dumps({"init_ms": (t1 - t0) * 1e3, "first_response_ms": (t2 - t1) * 1
 )
 
 
-def _site_packages() -> str:
-    import boto3
-
-    return str(Path(boto3.__file__).parents[1])
-
-
 def _env(opt: Path) -> dict[str, str]:
     return {
         "MEDSERVE_MODELS_DIR": str(opt / "models"),
@@ -149,10 +146,10 @@ def _env(opt: Path) -> dict[str, str]:
     }
 
 
-def _once(code: str, mode: str, opt: Path, args: list[str]) -> dict[str, float]:
+def _once(code: str, mode: str, opt: Path, args: list[str], runtime_dir: Path) -> dict[str, float]:
     flags = ["-I", "-S", "-B"] if mode == "layers" else []
     done = subprocess.run(
-        [sys.executable, *flags, "-c", code, mode, str(opt), _site_packages(), *args],
+        [sys.executable, *flags, "-c", code, mode, str(opt), str(runtime_dir), *args],
         cwd=ROOT,
         env=_env(opt),
         capture_output=True,
@@ -165,7 +162,8 @@ def _once(code: str, mode: str, opt: Path, args: list[str]) -> dict[str, float]:
 
 
 def _median(code: str, mode: str, opt: Path, args: list[str], runs: int) -> dict[str, Any]:
-    recs = [_once(code, mode, opt, args) for _ in range(runs)]
+    runtime_dir = RUNTIME_DIR[0]
+    recs = [_once(code, mode, opt, args, runtime_dir) for _ in range(runs)]
     return {k: round(statistics.median(r[k] for r in recs), 1) for k in recs[0]} | {"runs": runs}
 
 
@@ -183,6 +181,7 @@ def bench_coldstart(runs: int = 5, warm_n: int = 200) -> dict[str, Any]:
         base = Path(tmp)
         try:
             opt = lambda_opt(base / "shipped", copy=True, read_only=True)
+            RUNTIME_DIR[:] = [opt.parent / "var-runtime"]
             bare = base / "bare" / "opt"
             shutil.copytree(opt, bare, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
             make_writable(bare)  # copytree kept the read-only modes of the copied folders

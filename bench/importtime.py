@@ -29,16 +29,10 @@ IMPORT = """
 import importlib.util, os, sys
 sys.dont_write_bytecode = True
 sys.path[:0] = [os.path.join(sys.argv[1], "python")]
-sys.path.append(sys.argv[2])
+sys.path.append(sys.argv[2])  # Lambda's /var/runtime: boto3 and its deps
 spec = importlib.util.spec_from_file_location("app", os.path.join("functions", sys.argv[3], "app.py"))
 m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
 """
-
-
-def _site_packages() -> str:
-    import boto3
-
-    return str(Path(boto3.__file__).parents[1])
 
 
 def env_for(opt: Path) -> dict[str, str]:
@@ -60,17 +54,30 @@ def env_for(opt: Path) -> dict[str, str]:
 def importtime(opt: Path, task: str) -> dict[str, int]:
     """Import microseconds spent in each top-level package's own modules (``-X importtime`` self times)."""
     done = subprocess.run(
-        [sys.executable, "-I", "-S", "-B", "-X", "importtime", "-c", IMPORT, str(opt), _site_packages(), task],
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            "-B",
+            "-X",
+            "importtime",
+            "-c",
+            IMPORT,
+            str(opt),
+            str(opt.parent / "var-runtime"),
+            task,
+        ],
         cwd=ROOT,
         env=env_for(opt),
         capture_output=True,
         text=True,
         check=True,
     )
-    totals: dict[str, int] = {}
+    totals: dict[str, int] = {"(modules)": 0}
     for line in done.stderr.splitlines():
         match = _LINE.match(line)
         if match:
+            totals["(modules)"] += 1
             top = match.group(4).split(".")[0]
             totals[top] = totals.get(top, 0) + int(match.group(1))
     return totals
@@ -81,10 +88,14 @@ def measure(opt: Path, tasks: tuple[str, ...] = TASKS, runs: int = 3, top: int =
     out: dict[str, Any] = {}
     for task in tasks:
         samples = [importtime(opt, task) for _ in range(runs)]
+        modules = samples[0].pop("(modules)")
+        for sample in samples[1:]:
+            sample.pop("(modules)")
         keys = set().union(*samples)
         med = {k: int(statistics.median(s.get(k, 0) for s in samples)) for k in keys}
         ranked = sorted(med.items(), key=lambda kv: -kv[1])
         out[task] = {
+            "modules": modules,
             "total_ms": round(statistics.median(sum(s.values()) for s in samples) / 1000, 1),
             "top_ms": {k: round(v / 1000, 1) for k, v in ranked[:top]},
         }

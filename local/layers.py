@@ -21,6 +21,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_LAYER = REPO_ROOT / ".build" / "runtime" / "python"
+LAMBDA_RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
+"""What Lambda's python3.12 runtime itself brings (``/var/runtime``, after ``/opt/python`` on ``sys.path``)."""
 
 
 def build_layer(name: str, artifacts: Path) -> Path:
@@ -40,7 +42,7 @@ def build_layer(name: str, artifacts: Path) -> Path:
 
 
 def lambda_opt(dest: Path, *, runtime: Path = RUNTIME_LAYER, copy: bool = False, read_only: bool = False) -> Path:
-    """Build ``dest/opt`` from the layers; return it.
+    """Build ``dest/opt`` from the layers (and ``dest/var-runtime``: :func:`lambda_runtime_dir`); return it.
 
     Parameters
     ----------
@@ -72,9 +74,32 @@ def lambda_opt(dest: Path, *, runtime: Path = RUNTIME_LAYER, copy: bool = False,
         shutil.move(str(child), target)
     models = build_layer("models", dest / "models-layer")
     shutil.move(str(models / "models"), opt / "models")
+    lambda_runtime_dir(dest)
     if read_only:
         make_read_only(opt)
     return opt
+
+
+def lambda_runtime_dir(dest: Path) -> Path:
+    """``dest/var-runtime``: links to the packages Lambda's runtime brings (boto3 and its deps), from this venv.
+
+    Append it to ``sys.path`` after ``opt/python``; the rest of the development venv stays
+    out of reach (its other packages and their metadata are not on Lambda).
+    """
+    import importlib.util
+
+    out = dest / "var-runtime"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in LAMBDA_RUNTIME_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            continue
+        origin = Path(spec.origin)
+        source = origin.parent if origin.name == "__init__.py" else origin
+        (out / source.name).symlink_to(source, target_is_directory=source.is_dir())
+        for info in source.parent.glob(f"{name}-*.dist-info"):
+            (out / info.name).symlink_to(info, target_is_directory=True)
+    return out
 
 
 def make_read_only(path: Path) -> None:

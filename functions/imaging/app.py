@@ -11,6 +11,7 @@ REGISTRY = Registry.from_env(task="imaging")  # Lambda init: sessions opened onc
 app = create_app(
     accepted_content_types=service.RAW_CONTENT_TYPES,
     model_lookup=lambda model_id: REGISTRY.get(model_id, task="imaging"),
+    validation=False,  # the body is read and validated by medserve.imaging (raw or read_json)
 )
 
 

@@ -8,7 +8,7 @@ from medserve.openapi import openapi_document
 from medserve.registry import Registry
 
 REGISTRY = Registry.from_env(sessions=False)  # manifests + sha256 checks; no ONNX Runtime here
-app = create_app()
+app = create_app(validation=False)  # no request bodies: no validation middleware to import
 
 
 @app.get("/v1/health")

@@ -8,7 +8,10 @@ from medserve.registry import Registry
 from medserve.vitals import service
 
 REGISTRY = Registry.from_env(task="vitals")  # Lambda init: sessions opened once
-app = create_app(model_lookup=lambda model_id: REGISTRY.get(model_id, task="vitals"))
+app = create_app(
+    model_lookup=lambda model_id: REGISTRY.get(model_id, task="vitals"),
+    validation=False,  # the body is read and validated by medserve.vitals (read_json + parse)
+)
 
 
 @app.post("/v1/vitals/<model_id>/predict")

@@ -33,7 +33,7 @@ def source_to_code(self, data, path, *args, **kwargs):
     return _source_to_code(self, data, path, *args, **kwargs)
 be.SourceLoader.source_to_code = source_to_code
 sys.dont_write_bytecode = True
-# Lambda's order: /opt/python before the runtime's own packages (boto3 lives there; here: the venv).
+# Lambda's order: /opt/python, then the runtime's own packages (/var/runtime: boto3 and its deps).
 sys.path[:0] = [os.path.join(OPT, "python")]
 sys.path.append(sys.argv[2])
 for task in sys.argv[3:]:
@@ -61,12 +61,6 @@ def opt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return lambda_opt(tmp_path_factory.mktemp("lambda"))
 
 
-def _site_packages() -> str:
-    boto3 = importlib.util.find_spec("boto3")
-    assert boto3 is not None and boto3.origin is not None
-    return str(Path(boto3.origin).parents[1])
-
-
 def test_built_layers_hold_unchecked_hash_byte_code(opt: Path) -> None:
     for module in ("medserve/api.py", "medserve/snapstart.py", "numpy/__init__.py"):
         source = opt / "python" / module
@@ -92,7 +86,7 @@ def test_every_handler_imports_from_the_layers_without_compiling(opt: Path, tmp_
         "PATH": "/usr/bin:/bin",
     }
     done = subprocess.run(
-        [sys.executable, "-I", "-S", "-B", "-c", SPY, str(opt), _site_packages(), *HANDLERS],
+        [sys.executable, "-I", "-S", "-B", "-c", SPY, str(opt), str(opt.parent / "var-runtime"), *HANDLERS],
         cwd=repo_root,
         env=env,
         capture_output=True,
@@ -120,7 +114,7 @@ def test_a_layer_without_byte_code_is_caught(tmp_path: Path, repo_root: Path) ->
     )
 
     done = subprocess.run(
-        [sys.executable, "-I", "-S", "-B", "-c", code, str(tmp_path / "opt"), _site_packages()],
+        [sys.executable, "-I", "-S", "-B", "-c", code, str(tmp_path / "opt"), str(tmp_path)],
         cwd=repo_root,
         capture_output=True,
         text=True,

@@ -214,6 +214,7 @@ def create_app(
     *,
     accepted_content_types: tuple[str, ...] = (),
     model_lookup: Callable[[str], Any] | None = None,
+    validation: bool = True,
 ) -> MedServeResolver:
     """A resolver whose every error path answers ``application/problem+json``.
 
@@ -224,8 +225,12 @@ def create_app(
     model_lookup
         ``model_id -> entry``, raising a 404 :class:`Problem` for a model this
         function does not serve; checked before the body (see :func:`precheck`).
+    validation
+        Powertools' request validation (pydantic models in route signatures). An app whose
+        routes read their bodies themselves turns it off: its middleware and OpenAPI models
+        cost ~100 ms of import at every cold start.
     """
-    app = MedServeResolver(enable_validation=True)
+    app = MedServeResolver(enable_validation=validation)
     app.accepted_content_types = accepted_content_types
     app.model_lookup = model_lookup
 
