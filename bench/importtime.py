@@ -1,8 +1,9 @@
 """``python -X importtime`` of each handler, imported from the built layers as Lambda lays them out.
 
 ``python -m bench.importtime [--top N] [--runs R] [task ...]`` prints, per handler, the
-total import time and the top-level packages whose own modules cost the most (self
-times summed per package, median of ``R`` fresh interpreters). The layers come from
+modules imported, the whole process's CPU time (user + sys: less sensitive to a busy
+machine than wall time), the total import time and the top-level packages whose own
+modules cost the most (self times summed per package; medians of ``R`` fresh interpreters). The layers come from
 :func:`local.layers.lambda_opt` (byte code as shipped, writing off).
 """
 
@@ -12,6 +13,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -53,6 +55,7 @@ def env_for(opt: Path) -> dict[str, str]:
 
 def importtime(opt: Path, task: str) -> dict[str, int]:
     """Import microseconds spent in each top-level package's own modules (``-X importtime`` self times)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         [
             sys.executable,
@@ -73,7 +76,9 @@ def importtime(opt: Path, task: str) -> dict[str, int]:
         text=True,
         check=True,
     )
-    totals: dict[str, int] = {"(modules)": 0}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    totals: dict[str, int] = {"(modules)": 0, "(cpu)": int(cpu * 1e6)}
     for line in done.stderr.splitlines():
         match = _LINE.match(line)
         if match:
@@ -88,14 +93,16 @@ def measure(opt: Path, tasks: tuple[str, ...] = TASKS, runs: int = 3, top: int =
     out: dict[str, Any] = {}
     for task in tasks:
         samples = [importtime(opt, task) for _ in range(runs)]
-        modules = samples[0].pop("(modules)")
-        for sample in samples[1:]:
+        modules = samples[0]["(modules)"]
+        cpu_ms = statistics.median(s.pop("(cpu)") for s in samples) / 1000
+        for sample in samples:
             sample.pop("(modules)")
         keys = set().union(*samples)
         med = {k: int(statistics.median(s.get(k, 0) for s in samples)) for k in keys}
         ranked = sorted(med.items(), key=lambda kv: -kv[1])
         out[task] = {
             "modules": modules,
+            "process_cpu_ms": round(cpu_ms, 1),
             "total_ms": round(statistics.median(sum(s.values()) for s in samples) / 1000, 1),
             "top_ms": {k: round(v / 1000, 1) for k, v in ranked[:top]},
         }
