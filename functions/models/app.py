@@ -33,4 +33,4 @@ def openapi():
 
 lambda_handler = lambda_entry(app)
 # No sessions here: the warm-up answers the catalogue and OpenAPI routes once.
-SNAPSTART = snapstart.install(app, warm_paths=("/v1/health", "/v1/models", "/openapi.json"))
+SNAPSTART = snapstart.install(app, handler=lambda_handler, warm_paths=("/v1/health", "/v1/models", "/openapi.json"))

@@ -18,4 +18,4 @@ def predict(model_id: str, request: risk.RiskRequest):  # noqa: ANN201 (Powertoo
 
 
 lambda_handler = lambda_entry(app)
-SNAPSTART = snapstart.install(app, REGISTRY, task="risk")  # SnapStart hooks (see medserve.snapstart)
+SNAPSTART = snapstart.install(app, REGISTRY, task="risk", handler=lambda_handler)  # see medserve.snapstart

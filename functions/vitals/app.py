@@ -23,4 +23,4 @@ def predict(model_id: str):  # no return annotation: Powertools would build a sc
 
 
 lambda_handler = lambda_entry(app)
-SNAPSTART = snapstart.install(app, REGISTRY, task="vitals")  # SnapStart hooks (see medserve.snapstart)
+SNAPSTART = snapstart.install(app, REGISTRY, task="vitals", handler=lambda_handler)  # see medserve.snapstart

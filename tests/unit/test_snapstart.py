@@ -83,24 +83,37 @@ def test_models_and_batch_functions_warm_too(local_api: LocalApi) -> None:
     assert batch.snapstart.warmup_models == len(list(batch.module.REGISTRY.entries())) == 4
 
 
-def test_warm_up_leaves_no_metric_and_no_request_log(capsys: pytest.CaptureFixture[str]) -> None:
-    # Given the risk function's hooks and empty Powertools metrics,
-    from tests.conftest import load_handler
+@pytest.mark.parametrize("through", ["handler", "app"])
+def test_warm_up_leaves_no_metric_no_log_and_the_cold_start_to_the_first_request(
+    through: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the risk function, fresh Powertools cold-start flags and empty metrics,
+    from aws_lambda_powertools.logging import logger as powertools_logger
+    from aws_lambda_powertools.metrics.provider import cold_start
+
+    from tests.conftest import FakeContext, load_handler
 
     module = load_handler("risk")
     medserve_api.metrics.clear_metrics()
+    cold_start.is_cold_start = powertools_logger.is_cold_start = True
     capsys.readouterr()
 
-    # when the warm-up answers the golden requests,
-    hooks = snapstart.install(module.app, module.REGISTRY, task="risk")
+    # when the warm-up answers the golden requests (through the Lambda handler, as the handlers install it),
+    handler = module.lambda_handler if through == "handler" else None
+    hooks = snapstart.install(module.app, module.REGISTRY, task="risk", handler=handler)
     hooks.before_snapshot()
 
-    # then it ran them, without a metric left to publish, and only its own summary was logged.
+    # then it ran them, printed no metric or request line (only its own summary), left nothing to publish,
     assert hooks.warmup_requests == _golden_count("risk")
     assert not medserve_api.metrics.metric_set
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert [line.get("message") for line in lines] in ([], ["snapstart before-snapshot done"])
     assert not snapstart.warming()
+    # and the first real request is still reported as the cold start.
+    assert cold_start.is_cold_start and powertools_logger.is_cold_start
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        module.lambda_handler(load_event("risk_breast_cancer"), FakeContext())
+    assert '"ColdStart"' in out.getvalue()
 
 
 def test_after_restore_reseeds_and_runs_restore_callbacks(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,12 +27,15 @@ hooks in the same order (before-snapshot at load, after-restore before the first
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +99,11 @@ class Hooks:
     ----------
     app
         The function's API resolver (``app.resolve(event, context)``), or ``None``.
+    handler
+        The function's Lambda handler: when given, warm-up requests go through it (the
+        whole path of a real request: logger and metrics decorators included) instead of
+        ``app.resolve``; their log lines and metrics are dropped and Powertools' cold-start
+        flags are set back, so the first real request still reports the cold start.
     registry
         The function's registry; its entries' golden requests are the warm-up.
     task
@@ -110,6 +118,7 @@ class Hooks:
     """
 
     app: Any = None
+    handler: Callable[[dict[str, Any], Any], Any] | None = None
     registry: Any = None
     task: str | None = None
     warm_paths: tuple[str, ...] = ()
@@ -134,23 +143,23 @@ class Hooks:
         self.calls.append("before_snapshot")
         _warming = True
         try:
-            for entry in self.entries():
-                if getattr(entry, "session", None) is None and self.task is not None:
-                    entry.load_session()
-                requests = golden_requests(entry)
-                if self.app is not None:
-                    for request in requests:
-                        self._answer(request)
-                if self.warm is not None:
-                    self.warm(entry, requests)
-                self.warmup_models += 1
-            for fn in self.prepare:
-                fn()
-            for path in self.warm_paths:
-                self._answer({"name": path, "method": "GET", "path": path, "expect": {"status": 200}})
+            with _quiet():
+                for entry in self.entries():
+                    if getattr(entry, "session", None) is None and self.task is not None:
+                        entry.load_session()
+                    requests = golden_requests(entry)
+                    if self.app is not None or self.handler is not None:
+                        for request in requests:
+                            self._answer(request)
+                    if self.warm is not None:
+                        self.warm(entry, requests)
+                    self.warmup_models += 1
+                for fn in self.prepare:
+                    fn()
+                for path in self.warm_paths:
+                    self._answer({"name": path, "method": "GET", "path": path, "expect": {"status": 200}})
         finally:
             _warming = False
-            _quiet_observability()
         self.snapshot_ms = round((time.perf_counter() - started) * 1000, 2)
         _logger().info(
             "snapstart before-snapshot done",
@@ -176,7 +185,8 @@ class Hooks:
 
     def _answer(self, request: dict[str, Any]) -> None:
         request_id = f"{WARMUP_REQUEST_PREFIX}{self.warmup_requests}"
-        response = self.app.resolve(golden_event(request, request_id=request_id), _WarmupContext(request_id))
+        event, context = golden_event(request, request_id=request_id), _WarmupContext(request_id)
+        response = self.handler(event, context) if self.handler is not None else self.app.resolve(event, context)
         self.warmup_requests += 1
         expected = int((request.get("expect") or {}).get("status", 200))
         if response.get("statusCode") != expected:
@@ -220,13 +230,31 @@ def reseed() -> None:
         tempfile._name_sequence = None  # type: ignore[attr-defined]  # rebuilt, from fresh entropy, on next use
 
 
-def _quiet_observability() -> None:
-    """Drop what warm-up requests left in the shared Powertools metrics and logger keys."""
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """No log record, no printed metric, and Powertools' state as it was before, around warm-up."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # Powertools prints metrics (EMF) on flush
+            yield
+    finally:
+        logging.disable(previous)
+        _reset_observability()
+
+
+def _reset_observability() -> None:
+    """Drop warm-up metrics and logger keys; the first real request is still the cold start."""
     api = sys.modules.get("medserve.api")
-    if api is None:
-        return
-    api.metrics.clear_metrics()
-    api.logger.remove_keys(["model_id", "model_version"])
+    if api is not None:
+        api.metrics.clear_metrics()
+        api.logger.remove_keys(["model_id", "model_version"])
+    metrics_cold_start = sys.modules.get("aws_lambda_powertools.metrics.provider.cold_start")
+    if metrics_cold_start is not None:
+        metrics_cold_start.reset_cold_start_flag()
+    powertools_logger = sys.modules.get("aws_lambda_powertools.logging.logger")
+    if powertools_logger is not None and hasattr(powertools_logger, "is_cold_start"):
+        setattr(powertools_logger, "is_cold_start", True)  # noqa: B010 (module flag inject_lambda_context flips)
 
 
 def _logger() -> Any:
@@ -240,6 +268,7 @@ def install(
     registry: Any = None,
     task: str | None = None,
     *,
+    handler: Callable[[dict[str, Any], Any], Any] | None = None,
     warm_paths: Iterable[str] = (),
     warm: Callable[[Any, list[dict[str, Any]]], Any] | None = None,
     prepare: Iterable[Callable[[], Any]] = (),
@@ -252,7 +281,13 @@ def install(
         Keep it as the handler module's ``SNAPSTART`` (the local runner looks for it).
     """
     hooks = Hooks(
-        app=app, registry=registry, task=task, warm_paths=tuple(warm_paths), warm=warm, prepare=tuple(prepare)
+        app=app,
+        handler=handler,
+        registry=registry,
+        task=task,
+        warm_paths=tuple(warm_paths),
+        warm=warm,
+        prepare=tuple(prepare),
     )
     if register_before_snapshot is not None and os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
         register_before_snapshot(hooks.before_snapshot)
