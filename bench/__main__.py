@@ -29,7 +29,8 @@ def render(results: dict[str, Any]) -> str:
     lines = [
         "# Benchmarks",
         "",
-        f"Measured {results['when']} on {results['machine']} by `make bench` (one run, side by side).",
+        f"Measured {results['when']} on {results['machine']} by `make bench` (one run, side by side)"
+        + (f"; {', '.join(results['remeasured'])} re-measured alone afterwards." if results.get("remeasured") else "."),
         "Lambda's figures will differ (its CPU share scales with memory); compare rows, not machines.",
         "",
     ]
@@ -90,7 +91,8 @@ def _coldstart(r: dict[str, Any] | None, risk: dict[str, Any] | None) -> list[st
         "## Cold start as shipped",
         "",
         "Fresh interpreter to first response through the handler (API Gateway event in, JSON out), median of "
-        f"{r['runs']} runs. The layers are built by their Makefiles and laid out as Lambda does (`/opt/python` = "
+        f"{r['runs']} runs, the paths of a row group taking turns. The layers are built by their Makefiles "
+        "and laid out as Lambda does (`/opt/python` = "
         "runtime + common layers, `/opt/models`) in a read-only temp dir, byte-code writing off, no site-packages "
         "(`python -I -S -B`). Raw onnxruntime runs from the same layers. Ratio: to first response / raw onnxruntime.",
         "",
@@ -126,10 +128,10 @@ def _coldstart(r: dict[str, Any] | None, risk: dict[str, Any] | None) -> list[st
     ]
     for case, rec in r["cases"].items():
         s = rec["snapstart"]
-        ratio = s["first_after_restore_ms"] / s["warm_p50_ms"] if s["warm_p50_ms"] else float("nan")
+        ratio = f"{s['first_after_restore_ms'] / s['warm_p50_ms']:.1f}x" if s["warm_p50_ms"] else "–"
         out.append(
-            f"| {case} | {s['init_ms']} | {s['before_snapshot_ms']} | {s['after_restore_ms']} | "
-            f"{s['first_after_restore_ms']} | {s['warm_p50_ms']} | {ratio:.1f}x | {s['max_rss_mb']} |"
+            f"| {case} | {s['init_ms']:.1f} | {s['before_snapshot_ms']:.1f} | {s['after_restore_ms']:.2f} | "
+            f"{s['first_after_restore_ms']:.3f} | {s['warm_p50_ms']:.3f} | {ratio} | {s['max_rss_mb']:.1f} |"
         )
     imports = r.get("importtime")
     if imports:
@@ -239,7 +241,12 @@ def _batch_vitals(v: dict[str, Any] | None) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=500, help="warm iterations")
-    parser.add_argument("--only", nargs="*", default=None, help="risk coldstart imaging vitals batch")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="risk coldstart imaging vitals batch: re-measure these, keep the others from results.json (noted)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     results: dict[str, Any] = {
@@ -260,6 +267,12 @@ def main() -> None:
         if name in wanted and (ROOT / "bench" / f"{name}.py").exists():
             module = importlib.import_module(f"bench.{name}")
             results[name] = getattr(module, fn)()
+    if args.only and RAW.exists():
+        previous = json.loads(RAW.read_text())
+        kept = {k: v for k, v in previous.items() if k not in results and k != "remeasured"}
+        if kept:
+            results = {**previous, **results, "when": previous["when"], "machine": previous["machine"]}
+            results["remeasured"] = [f"{name} ({dt.datetime.now(dt.UTC):%H:%M} UTC)" for name in wanted]
     RAW.write_text(json.dumps(results, indent=2) + "\n")
     OUT.write_text(render(results))
     print(OUT.read_text())

@@ -161,10 +161,18 @@ def _once(code: str, mode: str, opt: Path, args: list[str], runtime_dir: Path) -
     return json.loads([ln for ln in done.stdout.splitlines() if ln.startswith("{")][-1])
 
 
-def _median(code: str, mode: str, opt: Path, args: list[str], runs: int) -> dict[str, Any]:
+def _interleaved(jobs: dict[str, tuple[str, str, Path, list[str]]], runs: int) -> dict[str, Any]:
+    """Run every path once per round, ``runs`` rounds (a busy machine slows all paths alike); medians."""
     runtime_dir = RUNTIME_DIR[0]
-    recs = [_once(code, mode, opt, args, runtime_dir) for _ in range(runs)]
-    return {k: round(statistics.median(r[k] for r in recs), 1) for k in recs[0]} | {"runs": runs}
+    recs: dict[str, list[dict[str, float]]] = {name: [] for name in jobs}
+    for _ in range(runs):
+        for name, (code, mode, opt, args) in jobs.items():
+            recs[name].append(_once(code, mode, opt, args, runtime_dir))
+    out: dict[str, Any] = {}
+    for name, samples in recs.items():
+        digits = 3 if name == "snapstart" else 1
+        out[name] = {k: round(statistics.median(r[k] for r in samples), digits) for k in samples[0]} | {"runs": runs}
+    return out
 
 
 def bench_coldstart(runs: int = 5, warm_n: int = 200) -> dict[str, Any]:
@@ -187,16 +195,16 @@ def bench_coldstart(runs: int = 5, warm_n: int = 200) -> dict[str, Any]:
             make_writable(bare)  # copytree kept the read-only modes of the copied folders
             make_read_only(bare)
             for case, (task, event, model) in CASES.items():
-                rec: dict[str, Any] = {
-                    "layers": _median(_HANDLER, "layers", opt, [task, event], runs),
-                    "layers_no_pyc": _median(_HANDLER, "layers", bare, [task, event], runs),
-                    "dev_venv": _median(_HANDLER, "dev", opt, [task, event], runs),
-                    "snapstart": _median(_SNAPSTART, "layers", opt, [task, event, str(warm_n)], max(1, runs // 2)),
+                jobs: dict[str, tuple[str, str, Path, list[str]]] = {
+                    "layers": (_HANDLER, "layers", opt, [task, event]),
+                    "layers_no_pyc": (_HANDLER, "layers", bare, [task, event]),
+                    "dev_venv": (_HANDLER, "dev", opt, [task, event]),
+                    "snapstart": (_SNAPSTART, "layers", opt, [task, event, str(warm_n)]),
                 }
                 if model is not None:
                     parity = next((ROOT / "layers" / "models" / model).glob("*/parity.npz"))
-                    rec["onnxruntime"] = _median(_ORT, "layers", opt, [model, str(parity)], runs)
-                out["cases"][case] = rec
+                    jobs["onnxruntime"] = (_ORT, "layers", opt, [model, str(parity)])
+                out["cases"][case] = _interleaved(jobs, runs)
             out["importtime"] = importtime.measure(opt, runs=3, top=6)
         finally:
             make_writable(base)
