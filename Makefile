@@ -23,7 +23,7 @@ BUILD       := .build
 
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup setup-export setup-tools run test test-fast test-slow lint models promote layer bench clean
+.PHONY: help setup setup-export setup-tools run test test-fast test-slow lint models promote golden layer bench clean
 
 help:
 	@echo "make run     serve the API on http://127.0.0.1:3000 and S3 on http://127.0.0.1:4566"
@@ -31,6 +31,7 @@ help:
 	@echo "make models  retrain and re-export every model (TensorFlow, offline)"
 	@echo "make promote MODEL=<id> VERSION=<x.y.z>  gate a candidate against the live version (docs/lifecycle.md)"
 	@echo "make bench   run the benchmarks and rewrite bench/RESULTS.md"
+	@echo "make golden  re-record every model version's golden requests (golden.json)"
 	@echo "make layer   build the python3.12 x86_64 runtime layer into $(BUILD)/runtime"
 
 # --- environments ---------------------------------------------------------------
@@ -60,7 +61,7 @@ setup-tools: $(TOOLS_VENV)/.stamp
 # --- the runtime layer, built for Lambda without Docker ----------------------------
 $(BUILD)/runtime/.stamp: layers/runtime/requirements.txt layers/runtime/Makefile
 	rm -rf $(BUILD)/runtime && mkdir -p $(BUILD)/runtime
-	$(MAKE) -C layers/runtime build-RuntimeLayer ARTIFACTS_DIR=$(abspath $(BUILD)/runtime) PIP="$(abspath $(VENV))/bin/pip"
+	$(MAKE) -C layers/runtime build-RuntimeLayer ARTIFACTS_DIR=$(abspath $(BUILD)/runtime) PIP="$(abspath $(VENV))/bin/pip" PYTHON="$(PY312)"
 	touch $@
 
 layer: setup $(BUILD)/runtime/.stamp
@@ -93,7 +94,10 @@ promote: setup
 	@if [ -z "$(MODEL)" ] || [ -z "$(VERSION)" ]; then echo "usage: make promote MODEL=<id> VERSION=<x.y.z>" >&2; exit 2; fi
 	$(PY) -m model_export.promote --model "$(MODEL)" --version "$(VERSION)"
 
-bench: setup setup-export
+golden: setup
+	$(PY) -m local.golden --write
+
+bench: setup setup-export layer
 	$(PY) -m bench
 
 clean:

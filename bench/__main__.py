@@ -29,7 +29,8 @@ def render(results: dict[str, Any]) -> str:
     lines = [
         "# Benchmarks",
         "",
-        f"Measured {results['when']} on {results['machine']} by `make bench` (one run, side by side).",
+        f"Measured {results['when']} on {results['machine']} by `make bench` (one run, side by side)"
+        + (f"; {', '.join(results['remeasured'])} re-measured alone afterwards." if results.get("remeasured") else "."),
         "Lambda's figures will differ (its CPU share scales with memory); compare rows, not machines.",
         "",
     ]
@@ -69,9 +70,87 @@ def render(results: dict[str, Any]) -> str:
         if "keras_missing" in risk:
             lines += ["", f"Keras not measured: {risk['keras_missing']}"]
         lines.append("")
+    lines += _coldstart(results.get("coldstart"), results.get("risk"))
     lines += _imaging(results.get("imaging")) + _vitals(results.get("vitals")) + _batch(results.get("batch"))
     lines += ["All raw figures: [results.json](results.json).", ""]
     return "\n".join(lines) + "\n"
+
+
+_COLD_PATHS = [
+    ("layers", "handler, built layers as shipped (.pyc)"),
+    ("layers_no_pyc", "handler, same layers without .pyc (as shipped before)"),
+    ("dev_venv", "handler, development venv"),
+    ("onnxruntime", "raw onnxruntime: import + session + run"),
+]
+
+
+def _coldstart(r: dict[str, Any] | None, risk: dict[str, Any] | None) -> list[str]:
+    if not r:
+        return []
+    out = [
+        "## Cold start as shipped",
+        "",
+        "Fresh interpreter to first response through the handler (API Gateway event in, JSON out), median of "
+        f"{r['runs']} runs, the paths of a row group taking turns. The layers are built by their Makefiles "
+        "and laid out as Lambda does (`/opt/python` = "
+        "runtime + common layers, `/opt/models`) in a read-only temp dir, byte-code writing off, no site-packages "
+        "(`python -I -S -B`). Raw onnxruntime runs from the same layers. Ratio: to first response / raw onnxruntime.",
+        "",
+        "| first request | path | init ms | first response ms | to first response ms | ratio | max RSS MB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for case, rec in r["cases"].items():
+        floor = rec.get("onnxruntime", {}).get("to_first_response_ms")
+        paths = list(_COLD_PATHS)
+        recs = dict(rec)
+        if case == "risk" and risk and "keras" in risk.get("cold", {}):
+            recs["keras"] = risk["cold"]["keras"]
+            paths.append(("keras", "TensorFlow/Keras load + predict (export venv)"))
+        for key, label in paths:
+            if key not in recs:
+                continue
+            x = recs[key]
+            ratio = f"{x['to_first_response_ms'] / floor:.2f}x" if floor else "–"
+            out.append(
+                f"| {case} | {label} | {x['init_ms']} | {x['first_response_ms']} | {x['to_first_response_ms']} | "
+                f"{ratio} | {x['max_rss_mb']} |"
+            )
+    out += [
+        "",
+        "### SnapStart: first request after restore (hooks run)",
+        "",
+        "One fresh interpreter from the same layers: init, the before-snapshot hook (every golden request answered "
+        "once), the after-restore hook, then the first request and the warm p50 of the same request.",
+        "",
+        "| route | init ms | before-snapshot ms | after-restore ms | first request after restore ms | "
+        "warm p50 ms | first / warm p50 | max RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for case, rec in r["cases"].items():
+        s = rec["snapstart"]
+        ratio = f"{s['first_after_restore_ms'] / s['warm_p50_ms']:.1f}x" if s["warm_p50_ms"] else "–"
+        out.append(
+            f"| {case} | {s['init_ms']:.1f} | {s['before_snapshot_ms']:.1f} | {s['after_restore_ms']:.2f} | "
+            f"{s['first_after_restore_ms']:.3f} | {s['warm_p50_ms']:.3f} | {ratio} | {s['max_rss_mb']:.1f} |"
+        )
+    imports = r.get("importtime")
+    if imports:
+        out += [
+            "",
+            "### Import time from the layers (`python -X importtime`)",
+            "",
+            "Per handler, median of 3 fresh interpreters: modules imported, the process's CPU time (user + sys), "
+            "the whole import (wall ms) and the packages whose own modules cost most (self times summed).",
+            "Before/after of the import deferrals: [IMPORTTIME.md](IMPORTTIME.md).",
+            "",
+            "| handler | modules | process CPU ms | import ms | top packages (ms) |",
+            "|---|---|---|---|---|",
+        ]
+        for task, rec in imports.items():
+            tops = ", ".join(f"{k} {v}" for k, v in rec["top_ms"].items())
+            cpu = rec.get("process_cpu_ms", "–")
+            out.append(f"| {task} | {rec.get('modules', '–')} | {cpu} | {rec['total_ms']} | {tops} |")
+    return out + [""]
 
 
 def _pp(rec: dict[str, Any]) -> str:
@@ -162,22 +241,38 @@ def _batch_vitals(v: dict[str, Any] | None) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=500, help="warm iterations")
-    parser.add_argument("--only", nargs="*", default=None, help="risk imaging vitals batch")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="risk coldstart imaging vitals batch: re-measure these, keep the others from results.json (noted)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     results: dict[str, Any] = {
         "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}",
     }
-    wanted = args.only or ["risk", "imaging", "vitals", "batch"]
+    wanted = args.only or ["risk", "coldstart", "imaging", "vitals", "batch"]
     if "risk" in wanted:
         from bench import risk
 
         results["risk"] = risk.run(n=args.n)
-    for name, fn in (("imaging", "bench_imaging"), ("vitals", "bench_vitals"), ("batch", "bench_batch")):
+    for name, fn in (
+        ("coldstart", "bench_coldstart"),
+        ("imaging", "bench_imaging"),
+        ("vitals", "bench_vitals"),
+        ("batch", "bench_batch"),
+    ):
         if name in wanted and (ROOT / "bench" / f"{name}.py").exists():
             module = importlib.import_module(f"bench.{name}")
             results[name] = getattr(module, fn)()
+    if args.only and RAW.exists():
+        previous = json.loads(RAW.read_text())
+        kept = {k: v for k, v in previous.items() if k not in results and k != "remeasured"}
+        if kept:
+            results = {**previous, **results, "when": previous["when"], "machine": previous["machine"]}
+            results["remeasured"] = [f"{name} ({dt.datetime.now(dt.UTC):%H:%M} UTC)" for name in wanted]
     RAW.write_text(json.dumps(results, indent=2) + "\n")
     OUT.write_text(render(results))
     print(OUT.read_text())

@@ -34,7 +34,7 @@ HANDLER_COLD = (
     "assert r['statusCode'] == 200, r\n"
     "t2 = time.perf_counter()\n"
     "print(json.dumps({{'init_ms': (t1-t0)*1e3, 'first_response_ms': (t2-t1)*1e3, 'to_first_response_ms': (t2-t0)*1e3,"
-    " 'max_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024}}))\n"
+    " 'max_rss_mb': int([ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0].split()[1]) / 1024}}))\n"
 )
 
 ORT_COLD = """
@@ -50,7 +50,7 @@ feeds = {{k[3:]: x[k][:2] for k in x.files if k.startswith('in:')}}
 s.run(None, feeds)
 t2 = time.perf_counter()
 print(json.dumps({{'init_ms': (t1-t0)*1e3, 'first_response_ms': (t2-t1)*1e3, 'to_first_response_ms': (t2-t0)*1e3,
- 'max_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024}}))
+ 'max_rss_mb': int([ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0].split()[1]) / 1024}}))
 """
 
 KERAS_COLD = """
@@ -65,7 +65,7 @@ feeds = [x[k][:2] for k in x.files if k.startswith('in:')]
 model.predict(feeds[0] if len(feeds) == 1 else feeds, verbose=0)
 t2 = time.perf_counter()
 print(json.dumps({{'init_ms': (t1-t0)*1e3, 'first_response_ms': (t2-t1)*1e3, 'to_first_response_ms': (t2-t0)*1e3,
- 'max_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024}}))
+ 'max_rss_mb': int([ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0].split()[1]) / 1024}}))
 """
 
 KERAS_WARM = """

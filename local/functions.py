@@ -11,7 +11,14 @@ Environment variables are process-global. A function's variables are set before
 its import (Lambda init) and again before every invocation, under one lock; keys
 set for another function and absent from this one are restored to the runner's
 own value. Values read at import time are therefore exact; values read during a
-request are exact. One lock serialises every invocation, of every function: a Lambda
+request are exact.
+
+SnapStart: a handler module that keeps its runtime hooks as ``SNAPSTART`` (see
+:mod:`medserve.snapstart`) gets them called as Lambda calls them for a published
+version: ``before_snapshot()`` right after the import (still init: a failure is an init
+failure), ``after_restore()`` once, just before the first invocation.
+
+One lock serialises every invocation, of every function: a Lambda
 execution environment handles one request at a time, and here the functions also
 share the process's library singletons (the ``medserve`` Powertools logger and
 metrics), which concurrent invocations of two functions would otherwise corrupt
@@ -119,6 +126,9 @@ class FunctionRuntime:
     init_error: BaseException | None = field(default=None, init=False)
     init_count: int = field(default=0, init=False)
     invocations: int = field(default=0, init=False)
+    snapstart: Any = field(default=None, init=False)
+    """The module's ``SNAPSTART`` hooks (``None`` when it has none)."""
+    restored: bool = field(default=False, init=False)
     _handler: Callable[[Any, Any], Any] | None = field(default=None, init=False, repr=False)
     _lock: threading.RLock = field(default=_INVOKE_LOCK, init=False, repr=False)
     _log_stream: str = field(default="", init=False, repr=False)
@@ -207,6 +217,9 @@ class FunctionRuntime:
             self._ensure_loaded()
             apply_env(self.environment)
             context = self.context(request_id)
+            if self.snapstart is not None and not self.restored:
+                self.snapstart.after_restore()
+                self.restored = True
             self.invocations += 1
             assert self._handler is not None
             started = time.monotonic()
@@ -230,10 +243,22 @@ class FunctionRuntime:
         try:
             apply_env(self.environment)
             module, handler = _import_handler(self.module_name, self.spec.code_dir, self.spec.handler)
+            hooks = snapstart_hooks(module)
+            if hooks is not None:
+                hooks.before_snapshot()
         except BaseException as exc:
             self.init_error = exc
             raise FunctionInitError(f"{self.spec.logical_id}: init failed: {exc!r}") from exc
         self.module, self._handler, self.init_error = module, handler, None
+        self.snapstart, self.restored = hooks, False
+
+
+def snapstart_hooks(module: ModuleType) -> Any:
+    """The module's SnapStart hooks (an object with ``before_snapshot``/``after_restore``), or ``None``."""
+    hooks = getattr(module, "SNAPSTART", None)
+    if callable(getattr(hooks, "before_snapshot", None)) and callable(getattr(hooks, "after_restore", None)):
+        return hooks
+    return None
 
 
 def _handler_file(code_dir: Path, handler: str) -> tuple[Path, str]:

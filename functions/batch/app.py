@@ -26,6 +26,8 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from medserve import snapstart
+from medserve.batch import storage
 from medserve.batch.worker import BatchWorker, RetryMessage, Settings, failure_fields
 from medserve.registry import Registry
 
@@ -35,6 +37,10 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 REGISTRY = Registry.from_env()  # Lambda init: sessions of every task opened once
 WORKER = BatchWorker(REGISTRY, Settings.from_env(), logger=logger, metrics=metrics)
+# SnapStart: every model answers its golden requests through the batch path before the
+# snapshot; after restore the S3 client (credentials, connections) is created afresh.
+SNAPSTART = snapstart.install(registry=REGISTRY, warm=snapstart.batch_warmup, prepare=(storage.client,))
+snapstart.on_restore(storage.reset_client)
 
 
 def receive_count(record: SQSRecord) -> int:

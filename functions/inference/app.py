@@ -12,7 +12,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
-from medserve import v2
+from medserve import snapstart, v2
 from medserve.api import create_app, header, json_response, lambda_entry, problem_response, request_id
 from medserve.registry import Registry
 
@@ -98,3 +98,12 @@ _entry = lambda_entry(app)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The Lambda handler; every problem answer also carries the protocol's ``error`` string."""
     return v2.add_error_member(_entry(event, context))
+
+
+# SnapStart: before the snapshot, answer the protocol's health and metadata routes once (the
+# sessions are open since import); the v1 golden requests warm the v1 functions.
+SNAPSTART = snapstart.install(
+    app,
+    handler=lambda_handler,
+    warm_paths=("/v2", "/v2/health/ready", *(f"/v2/models/{model_id}" for model_id in REGISTRY.ids())),
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from medserve import snapstart
 from medserve.api import create_app, json_response, lambda_entry, request_id
 from medserve.openapi import openapi_document
 from medserve.registry import Registry
@@ -31,3 +32,5 @@ def openapi():
 
 
 lambda_handler = lambda_entry(app)
+# No sessions here: the warm-up answers the catalogue and OpenAPI routes once.
+SNAPSTART = snapstart.install(app, handler=lambda_handler, warm_paths=("/v1/health", "/v1/models", "/openapi.json"))

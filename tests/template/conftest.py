@@ -126,14 +126,17 @@ def run_tool(tool_env: dict[str, str]) -> Callable[..., subprocess.CompletedProc
     return run
 
 
-def tree_size(root: Path) -> int:
-    """Bytes of every regular file under ``root`` (what it weighs unzipped), byte-code caches aside.
+def tree_size(root: Path, *, byte_code: bool = True) -> int:
+    """Bytes of every regular file under ``root`` (what it weighs unzipped).
 
-    ``sam build`` leaves ``__pycache__`` out of what it packages, so they are not counted.
+    ``byte_code=False`` leaves ``__pycache__`` out: ``sam build`` drops them from function
+    folders (its python_pip workflow excludes them), while a layer built by its Makefile
+    ships the byte code it compiled.
     """
     total = 0
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        if not byte_code:
+            dirnames[:] = [d for d in dirnames if d != "__pycache__"]
         for name in filenames:
             path = Path(dirpath, name)
             if not path.is_symlink():
@@ -142,6 +145,6 @@ def tree_size(root: Path) -> int:
 
 
 @pytest.fixture
-def measure() -> Callable[[Path], int]:
+def measure() -> Callable[..., int]:
     """The :func:`tree_size` helper, as a fixture."""
     return tree_size

@@ -21,6 +21,7 @@ a FHIR server.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -29,6 +30,7 @@ import re
 import sys
 import threading
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
@@ -295,8 +297,24 @@ def batch_record(
     )
 
 
+_suppressed = False
+
+
+@contextlib.contextmanager
+def suppressed() -> Iterator[None]:
+    """No record is written inside (the SnapStart warm-up's own golden requests are not requests)."""
+    global _suppressed
+    previous, _suppressed = _suppressed, True
+    try:
+        yield
+    finally:
+        _suppressed = previous
+
+
 def emit(rec: dict[str, Any]) -> None:
     """Write one record: a JSON line on stdout (``medserve.audit``), and to ``$MEDSERVE_AUDIT_FILE`` if set."""
+    if _suppressed:
+        return
     resource = json.dumps(rec, separators=(",", ":"), ensure_ascii=False)
     _AUDIT_LOG.info('{"audit":true,"resource":%s}', resource)
     path = os.environ.get(AUDIT_FILE_ENV)
