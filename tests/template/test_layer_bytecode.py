@@ -50,7 +50,7 @@ layer_modules = sorted(
 print(json.dumps({
     "from_source": sorted(p for p in compiled if p.startswith(OPT)),
     "layer_modules": layer_modules,
-    "files": {n: sys.modules[n].__file__ for n in ("numpy", "onnxruntime", "medserve", "pydantic")},
+    "files": {n: sys.modules[n].__file__ for n in ("numpy", "onnxruntime", "medserve", "aws_lambda_powertools")},
 }))
 """
 

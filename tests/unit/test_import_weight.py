@@ -31,8 +31,8 @@ NOT_AT_INIT = {
     # bodies read by medserve itself; DICOM decoding only when a DICOM arrives
     "imaging": {VALIDATION, "pydantic", "pydicom"},
     "vitals": {VALIDATION, "pydantic", "pydicom", "PIL"},
-    # the risk route's body is a pydantic model (validated by Powertools): only no DICOM/images
-    "risk": {"pydicom", "PIL"},
+    # every route's body is validated by its task's fields (medserve.fields): no pydantic anywhere
+    "risk": {VALIDATION, "pydantic", "pydicom", "PIL"},
 }
 
 

@@ -132,10 +132,10 @@ class Hooks:
     restore_ms: float = 0.0
 
     def entries(self) -> list[Any]:
-        """The model entries this function serves."""
+        """The model versions this function serves (a pinned candidate is warm too)."""
         if self.registry is None:
             return []
-        return list(self.registry.entries(self.task) if self.task else self.registry.entries())
+        return list(self.registry.all_entries(self.task))  # every served version: live and candidates
 
     def before_snapshot(self) -> None:
         """Open every session and answer every golden request once (see the module docstring)."""
