@@ -1,7 +1,7 @@
 """The layers ship python3.12 byte code that Lambda uses: no cold start compiles from source.
 
 Lambda cannot write byte code into ``/opt``; a layer without ``__pycache__`` compiles
-numpy, onnxruntime, Powertools, pydantic and medserve at every cold start. Each handler
+numpy, onnxruntime, Powertools and medserve at every cold start. Each handler
 is imported here from the built layers laid out as Lambda lays them out (``/opt/python``
 = runtime + common, ``/opt/models``), byte-code writing off, and its SnapStart warm-up
 runs (every golden request, so what a first request imports lazily is imported too),

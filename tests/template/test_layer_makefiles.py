@@ -54,7 +54,7 @@ def test_runtime_requirements_leave_boto3_to_the_lambda_runtime(repo_root: Path)
     lines = (repo_root / "layers/runtime/requirements.txt").read_text(encoding="utf-8").splitlines()
     names = {line.split("==")[0].strip().lower() for line in lines if line.strip() and not line.startswith("#")}
 
-    assert {"onnxruntime", "numpy", "pillow", "pydicom", "aws-lambda-powertools", "pydantic"} <= names
+    assert {"onnxruntime", "numpy", "pillow", "pydicom", "aws-lambda-powertools"} <= names
     assert not names & {"boto3", "botocore", "tensorflow", "tensorflow-cpu"}
 
 

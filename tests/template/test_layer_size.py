@@ -21,7 +21,7 @@ import pytest
 Run = Callable[..., subprocess.CompletedProcess[str]]
 LAMBDA_UNZIPPED_LIMIT = 262_144_000
 MIB = 1024 * 1024
-LAYER_IMPORTS = ["onnxruntime", "numpy", "PIL", "pydicom", "aws_lambda_powertools", "pydantic"]
+LAYER_IMPORTS = ["onnxruntime", "numpy", "PIL", "pydicom", "aws_lambda_powertools", "highdicom"]
 
 
 @pytest.fixture
