@@ -115,11 +115,12 @@ def test_the_cognito_scheme_exists_only_with_cognito_and_names_the_pool(setting:
     }
 
 
-def test_cognito_without_a_user_pool_is_refused(sam_template: dict[str, Any]) -> None:
-    params = parameter_values(sam_template, V2Auth="COGNITO")
+def test_cognito_without_a_user_pool_is_refused(transformed: dict[str, Any]) -> None:
+    # CloudFormation checks the rules of the transformed template (SAM keeps them).
+    params = parameter_values(transformed, V2Auth="COGNITO")
 
-    assert failed_rules(sam_template, params) == ["V2CognitoNeedsAUserPool"]
-    assert failed_rules(sam_template, parameter_values(sam_template)) == []
+    assert failed_rules(transformed, params) == ["V2CognitoNeedsAUserPool"]
+    assert failed_rules(transformed, parameter_values(transformed)) == []
 
 
 @pytest.mark.parametrize(
