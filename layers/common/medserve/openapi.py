@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from medserve import __version__, tasks
+from medserve import __version__, tasks, v2_auth
 
 _PROBLEM = {"$ref": "#/components/schemas/Problem"}
 
@@ -136,7 +136,7 @@ def openapi_document(registry: Any) -> dict[str, Any]:
     from medserve.v2 import openapi_paths  # imported here: NumPy loads only when the document is asked for
 
     paths.update(openapi_paths(sorted(sum(ids.values(), []))))
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "MedServe",
@@ -158,3 +158,4 @@ def openapi_document(registry: Any) -> dict[str, Any]:
             },
         },
     }
+    return v2_auth.describe(document)  # the /v2 routes' auth as the stack's V2Auth parameter sets it
