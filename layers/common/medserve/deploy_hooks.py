@@ -25,15 +25,15 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import math
 import os
 import sys
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+
+from medserve.golden import differences, golden_event
 
 log = logging.getLogger("medserve.deploy_hooks")
 
@@ -113,65 +113,11 @@ def load_golden(models_dir: str | Path) -> list[GoldenRequest]:
 
 
 # -- API Gateway events -------------------------------------------------------------------
-def _resource(path: str) -> tuple[str, dict[str, str] | None]:
-    """The API's path template and path parameters for a concrete MedServe path."""
-    parts = path.strip("/").split("/")
-    if len(parts) == 4 and parts[0] == "v1" and parts[3] == "predict":
-        return f"/v1/{parts[1]}/{{model_id}}/predict", {"model_id": parts[2]}
-    if len(parts) == 3 and parts[:2] == ["v1", "models"]:
-        return "/v1/models/{model_id}", {"model_id": parts[2]}
-    return path, None
-
-
 def to_event(request: Mapping[str, Any], *, stage: str = "prod") -> dict[str, Any]:
-    """A golden request as the API Gateway REST proxy event the function would receive.
-
-    Parameters
-    ----------
-    request
-        One entry of a golden file's ``requests`` (or :data:`HEALTH`).
-    stage
-        The stage name in the request context.
-    """
-    method = str(request.get("method") or "GET").upper()
-    path = str(request["path"])
-    resource, path_params = _resource(path)
-    headers = {str(k): str(v) for k, v in (request.get("headers") or {}).items()}
-    query = {str(k): str(v) for k, v in (request.get("query") or {}).items()} or None
-    if "body_base64" in request:
-        body: str | None = str(request["body_base64"])
-        encoded = True
-    elif "body" in request:
-        raw = request["body"]
-        body = raw if isinstance(raw, str) else json.dumps(raw, separators=(",", ":"))
-        encoded = False
-        headers.setdefault("content-type", "application/json")
-    else:
-        body, encoded = None, False
-    request_id = f"deploy-hook-{uuid.uuid4()}"
-    return {
-        "resource": resource,
-        "path": path,
-        "httpMethod": method,
-        "headers": headers or None,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()} or None,
-        "queryStringParameters": query,
-        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
-        "pathParameters": path_params,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": resource,
-            "httpMethod": method,
-            "path": f"/{stage}{path}" + (f"?{urlencode(query)}" if query else ""),
-            "stage": stage,
-            "requestId": request_id,
-            "extendedRequestId": request_id,
-            "protocol": "HTTP/1.1",
-            "identity": {"sourceIp": "127.0.0.1", "userAgent": "medserve-deploy-hook", "userArn": None},
-        },
-        "body": body,
-        "isBase64Encoded": encoded,
-    }
+    """A golden request as the API Gateway REST proxy event the function would receive."""
+    return golden_event(
+        dict(request), request_id=f"deploy-hook-{uuid.uuid4()}", stage=stage, user_agent="medserve-deploy-hook"
+    )
 
 
 def response_json(response: Mapping[str, Any]) -> Any:
@@ -187,35 +133,6 @@ def response_json(response: Mapping[str, Any]) -> Any:
 
 
 # -- comparison ---------------------------------------------------------------------------
-def _mismatches(want: Any, got: Any, atol: float, rtol: float, where: str) -> Iterator[str]:
-    """JSON paths where ``got`` differs from ``want`` (numbers within tolerance match)."""
-    if isinstance(want, bool) or want is None or isinstance(want, str):
-        if got != want or type(got) is not type(want):
-            yield where
-    elif isinstance(want, (int, float)):
-        if isinstance(got, bool) or not isinstance(got, (int, float)):
-            yield where
-        elif not (math.isfinite(got) and abs(got - want) <= atol + rtol * abs(want)):
-            yield where
-    elif isinstance(want, Mapping):
-        if not isinstance(got, Mapping):
-            yield where
-            return
-        for key, value in want.items():
-            if key not in got:
-                yield f"{where}.{key}"
-            else:
-                yield from _mismatches(value, got[key], atol, rtol, f"{where}.{key}")
-    elif isinstance(want, list):
-        if not isinstance(got, list) or len(got) != len(want):
-            yield where
-            return
-        for i, (w, g) in enumerate(zip(want, got, strict=True)):
-            yield from _mismatches(w, g, atol, rtol, f"{where}[{i}]")
-    else:
-        yield where
-
-
 def check_response(request: Mapping[str, Any], response: Mapping[str, Any]) -> list[str]:
     """Why ``response`` does not answer ``request`` as recorded (empty list: it does).
 
@@ -237,7 +154,7 @@ def check_response(request: Mapping[str, Any], response: Mapping[str, Any]) -> l
         if got is None:
             return [*reasons, "the answer is not JSON"]
         atol, rtol = float(request.get("atol", 0.0)), float(request.get("rtol", 0.0))
-        wrong = list(_mismatches(expect["json"], got, atol, rtol, "$"))
+        wrong = [line.split(":", 1)[0] for line in differences(got, expect["json"], atol=atol, rtol=rtol, subset=True)]
         if wrong:
             more = f" (+{len(wrong) - 5} more)" if len(wrong) > 5 else ""
             reasons.append(f"differs at {', '.join(wrong[:5])}{more} beyond atol={atol} rtol={rtol}")

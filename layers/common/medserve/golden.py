@@ -20,6 +20,7 @@ import math
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 GOLDEN_FILE = "golden.json"
 IGNORED_KEYS = ("model", "request_id", "warnings")
@@ -37,22 +38,37 @@ def golden_requests(entry_or_folder: Any) -> list[dict[str, Any]]:
     return list(json.loads(path.read_text(encoding="utf-8")).get("requests", []))
 
 
-def golden_event(request: dict[str, Any], *, request_id: str = "golden") -> dict[str, Any]:
-    """An API Gateway REST proxy event for one golden request, as API Gateway would send it."""
-    path: str = request["path"]
+def resource_of(path: str) -> tuple[str, dict[str, str] | None]:
+    """The API's path template and path parameters for a concrete MedServe path."""
     parts = path.strip("/").split("/")
-    # /v1/<task>/<model_id>/predict -> resource /v1/<task>/{model_id}/predict
-    path_params = {"model_id": parts[2]} if len(parts) >= 4 else None
-    resource = "/" + "/".join(parts[:2] + ["{model_id}"] + parts[3:]) if path_params else path
+    if len(parts) == 4 and parts[0] == "v1" and parts[3] == "predict":
+        return f"/v1/{parts[1]}/{{model_id}}/predict", {"model_id": parts[2]}
+    if len(parts) == 3 and parts[:2] == ["v1", "models"]:
+        return "/v1/models/{model_id}", {"model_id": parts[2]}
+    return path, None
+
+
+def golden_event(
+    request: dict[str, Any], *, request_id: str = "golden", stage: str = "prod", user_agent: str = "medserve-golden"
+) -> dict[str, Any]:
+    """An API Gateway REST proxy event for one golden request, as API Gateway would send it.
+
+    Used by the SnapStart warm-up, ``local/golden.py`` and the CodeDeploy hooks alike.
+    """
+    path = str(request["path"])
+    resource, path_params = resource_of(path)
+    method = str(request.get("method") or "GET").upper()
     headers = {str(k): str(v) for k, v in (request.get("headers") or {}).items()}
     query = {str(k): str(v) for k, v in (request.get("query") or {}).items()} or None
     body: str | None = None
     is_b64 = False
     if "body_base64" in request:
-        body, is_b64 = request["body_base64"], True
+        body, is_b64 = str(request["body_base64"]), True
     elif "body" in request:
-        body = json.dumps(request["body"])
-    method = str(request.get("method", "POST")).upper()
+        raw = request["body"]
+        body = raw if isinstance(raw, str) else json.dumps(raw, separators=(",", ":"))
+        if not any(k.lower() == "content-type" for k in headers):
+            headers["content-type"] = "application/json"
     return {
         "resource": resource,
         "path": path,
@@ -66,11 +82,13 @@ def golden_event(request: dict[str, Any], *, request_id: str = "golden") -> dict
         "requestContext": {
             "resourcePath": resource,
             "httpMethod": method,
-            "path": f"/prod{path}",
-            "stage": "prod",
+            "path": f"/{stage}{path}" + (f"?{urlencode(query)}" if query else ""),
+            "stage": stage,
             "requestId": request_id,
+            "extendedRequestId": request_id,
+            "protocol": "HTTP/1.1",
             "requestTimeEpoch": int(time.time() * 1000),
-            "identity": {"sourceIp": "127.0.0.1", "userAgent": "medserve-golden"},
+            "identity": {"sourceIp": "127.0.0.1", "userAgent": user_agent, "userArn": None},
         },
         "body": body,
         "isBase64Encoded": is_b64,
@@ -97,35 +115,41 @@ def answer_part(body: Any) -> Any:
     return body
 
 
-def differences(actual: Any, expected: Any, *, atol: float, rtol: float, where: str = "") -> list[str]:
+def differences(
+    actual: Any, expected: Any, *, atol: float, rtol: float, where: str = "", subset: bool = False
+) -> list[str]:
     """Where ``actual`` differs from ``expected``: numbers within ``atol + rtol * |expected|``, the rest equal.
+
+    ``subset``: keys of ``actual`` that ``expected`` does not pin are ignored (a whole response
+    against the recorded numeric part). Lines name the JSON path and the rule, never a value.
 
     Returns
     -------
     list of str
-        One line per difference, naming the JSON path (empty when they match).
+        One line per difference (empty when they match).
     """
     here = where or "$"
     if isinstance(expected, dict):
         if not isinstance(actual, dict):
             return [f"{here}: expected an object"]
         out = [f"{here}.{k}: missing" for k in expected if k not in actual]
-        out += [f"{here}.{k}: not expected" for k in actual if k not in expected]
+        if not subset:
+            out += [f"{here}.{k}: not expected" for k in actual if k not in expected]
         for k in expected:
             if k in actual:
-                out += differences(actual[k], expected[k], atol=atol, rtol=rtol, where=f"{here}.{k}")
+                out += differences(actual[k], expected[k], atol=atol, rtol=rtol, where=f"{here}.{k}", subset=subset)
         return out
     if isinstance(expected, list):
         if not isinstance(actual, list) or len(actual) != len(expected):
             return [f"{here}: expected a list of {len(expected)}"]
         out = []
         for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
-            out += differences(a, e, atol=atol, rtol=rtol, where=f"{here}[{i}]")
+            out += differences(a, e, atol=atol, rtol=rtol, where=f"{here}[{i}]", subset=subset)
         return out
     if isinstance(expected, bool) or not isinstance(expected, int | float):
-        return [] if actual == expected and type(actual) is type(expected) else [f"{here}: {actual!r} != {expected!r}"]
+        return [] if actual == expected and type(actual) is type(expected) else [f"{here}: differs"]
     if isinstance(actual, bool) or not isinstance(actual, int | float) or not math.isfinite(actual):
         return [f"{here}: expected a number"]
     if abs(actual - expected) > atol + rtol * abs(expected):
-        return [f"{here}: {actual} differs from {expected} by more than atol={atol}, rtol={rtol}"]
+        return [f"{here}: differs by more than atol={atol}, rtol={rtol}"]
     return []
