@@ -148,3 +148,27 @@ def test_one_audit_record_per_request_without_caller_strings(
     assert record["resourceType"] == "AuditEvent"
     assert record["outcome"] == audit.outcome(status)[0]
     assert MARKER not in json.dumps(record)
+
+
+@pytest.mark.parametrize(
+    ("task", "event_name", "metric"),
+    [
+        ("risk", "risk_breast_cancer", "PositiveShare"),
+        ("risk", "risk_diabetes", "MeanScore"),
+        ("vitals", "vitals_predict", "PositiveShare"),
+    ],
+)
+def test_the_prediction_distribution_is_emitted_per_model_apart_from_other_metrics(
+    capsys: pytest.CaptureFixture[str], task: str, event_name: str, metric: str
+) -> None:
+    capsys.readouterr()
+    status, _, body = invoke(task, load_event(event_name))
+    assert status == 200
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    (dist,) = [b for b in blobs if metric in b]
+    assert dist["ModelId"] == body["model"]["id"]
+    assert any("ModelId" in dims for dims in dist["_aws"]["CloudWatchMetrics"][0]["Dimensions"])
+        "_aws"
+    ]["CloudWatchMetrics"][0]["Dimensions"][0]
+    assert all("ModelId" not in b for b in blobs if "Predictions" in b)  # other metrics keep their dimensions
+    assert set(dist) <= {"_aws", "ModelId", "service", metric, "function_name"}  # no input value travels

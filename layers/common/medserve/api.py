@@ -274,6 +274,7 @@ def task_app(task_name: str, registry: Registry) -> MedServeResolver:
             if reason:
                 raise not_acceptable(reason)
         result = task.predict(entry, [parsed])[0]
+        record_distribution(entry, task.monitoring(entry, result))
         if chosen in task.media_types:
             body, content_type = task.render(entry, parsed, result, chosen)
             return binary_response(body, request_id(app), content_type=content_type)
@@ -314,6 +315,21 @@ def prediction_response(
     body = {"model": entry.info(), "request_id": rid, **result}
     body["warnings"] = warnings_for(entry, result.get("warnings"))
     return json_response(body, rid)
+
+
+def record_distribution(entry: Any, values: dict[str, float]) -> None:
+    """The prediction-distribution metrics of one answer (``PositiveShare`` / ``MeanScore``, per ``ModelId``).
+
+    Aggregates only (a share of positive labels, a mean score), never an input; the canary's
+    band alarms watch them per model (``SELECT AVG(...) FROM MedServe WHERE ModelId = ...``).
+    """
+    from aws_lambda_powertools.metrics import single_metric
+
+    # A metric blob of its own: the ModelId dimension must not reach this request's other metrics
+    # (the UnhandledErrors alarm watches those by service alone).
+    for name, value in values.items():
+        with single_metric(name=name, unit=MetricUnit.NoUnit, value=value, namespace=metrics.namespace) as metric:
+            metric.add_dimension(name="ModelId", value=entry.id)
 
 
 def finite(x: float) -> float:

@@ -136,6 +136,11 @@ class Task:
         """``(body, content type)`` of a prediction in one of :attr:`media_types`."""
         raise NotImplementedError
 
+    def monitoring(self, entry: ModelEntry, result: dict[str, Any]) -> dict[str, float]:
+        """The prediction-distribution metrics of one answer: ``{"PositiveShare": p}`` (the share of
+        answers with the positive label) or ``{"MeanScore": s}``; aggregates only, no input value."""
+        return {}
+
     # --- Open Inference Protocol v2 ------------------------------------------------------------
     def check_tensors(self, entry: ModelEntry, tensors: dict[str, Any], fields: dict[str, str], errors: Any) -> None:
         """Add to ``errors`` (:class:`medserve.v2.Errors`) every tensor value outside the manifest's

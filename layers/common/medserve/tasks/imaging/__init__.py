@@ -44,6 +44,9 @@ class ImagingTask(Task):
 
         return [predict(entry, request) for request in parsed]
 
+    def monitoring(self, entry: ModelEntry, result: dict[str, Any]) -> dict[str, float]:
+        return {"PositiveShare": float(result["prediction"]["label"] == entry.spec.positive)}
+
     def fhir(self, entry: ModelEntry, parsed: Any, result: dict[str, Any], request_id: str) -> dict[str, Any]:
         from medserve.tasks.imaging.fhir import bundle
 

@@ -52,6 +52,9 @@ class VitalsTask(Task):
 
         return predict_sequences(entry, parsed)
 
+    def monitoring(self, entry: ModelEntry, result: dict[str, Any]) -> dict[str, float]:
+        return {"PositiveShare": float(result["prediction"]["label"] == entry.spec.positive)}
+
     def fhir(self, entry: ModelEntry, parsed: Any, result: dict[str, Any], request_id: str) -> dict[str, Any]:
         from medserve.tasks.vitals.fhir import bundle
 
