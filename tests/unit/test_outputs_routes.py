@@ -168,7 +168,5 @@ def test_the_prediction_distribution_is_emitted_per_model_apart_from_other_metri
     (dist,) = [b for b in blobs if metric in b]
     assert dist["ModelId"] == body["model"]["id"]
     assert any("ModelId" in dims for dims in dist["_aws"]["CloudWatchMetrics"][0]["Dimensions"])
-        "_aws"
-    ]["CloudWatchMetrics"][0]["Dimensions"][0]
     assert all("ModelId" not in b for b in blobs if "Predictions" in b)  # other metrics keep their dimensions
     assert set(dist) <= {"_aws", "ModelId", "service", metric, "function_name"}  # no input value travels
