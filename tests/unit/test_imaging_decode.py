@@ -272,13 +272,21 @@ def test_header_garbage_after_preamble_is_422() -> None:
 
 @pytest.mark.parametrize(
     "ts",
-    [uid.JPEGLSLossless, uid.HTJ2KLossless, uid.JPEGLosslessSV1],
+    [uid.HTJ2KLossless, uid.JPEGLosslessSV1],
 )
 def test_compressed_syntax_without_decoder_is_415(ts: str) -> None:
     data = make_dicom(transfer_syntax=ts, pixel_data=encapsulate([b"\xff\x4f" + b"\x00" * 64]))
     p = problem(data)
     assert p.status == 415
     assert "transfer syntax" in messages(p) and uid.UID(ts).name in messages(p)
+
+
+def test_jpeg_ls_with_undecodable_data_is_422() -> None:
+    # The runtime layer ships a JPEG-LS decoder (pyjpegls, which highdicom needs for the SR
+    # outputs), so JPEG-LS is a format we read: dummy data is corrupt data, 422, not 415.
+    data = make_dicom(transfer_syntax=uid.JPEGLSLossless, pixel_data=encapsulate([b"\xff\x4f" + b"\x00" * 64]))
+    p = problem(data)
+    assert p.status == 422
 
 
 def test_jpeg2000_with_undecodable_data_is_422() -> None:
