@@ -54,6 +54,7 @@ def _median_s(fn: Any, repeats: int = REPEATS) -> float:
 def _measure(rows: int) -> dict[str, Any]:
     import boto3
     import numpy as np
+    import pandas as pd
     from moto import mock_aws
 
     sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
@@ -117,6 +118,13 @@ def _measure(rows: int) -> dict[str, Any]:
                 entry.session.run(None, {input_name: x[start : start + chunk]})
 
         raw_chunked_s = _median_s(chunked)
+
+        def pandas_anchor() -> None:
+            # What a user would write instead: pandas' C CSV reader + one session.run (bench venv only).
+            frame = pd.read_csv(io.BytesIO(data))
+            entry.session.run(None, {input_name: frame[names].to_numpy(dtype=np.float32)})
+
+        pandas_s = _median_s(pandas_anchor)
         storage.reset_client()
 
     def rate(seconds: float) -> float:
@@ -134,6 +142,8 @@ def _measure(rows: int) -> dict[str, Any]:
         "raw_session_run": {"seconds": round(raw_s, 5), "rows_per_s": rate(raw_s)},
         "raw_session_run_chunked": {"seconds": round(raw_chunked_s, 5), "rows_per_s": rate(raw_chunked_s)},
         "handler_vs_raw_chunked": round(handler_s / raw_chunked_s, 1),
+        "pandas_read_csv_and_session_run": {"seconds": round(pandas_s, 4), "rows_per_s": rate(pandas_s)},
+        "handler_share_of_pandas": round(pandas_s / handler_s, 3),
     }
 
 
