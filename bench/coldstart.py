@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import importtime
-from bench.common import ROOT
+from bench.common import ROOT, live_folder
 from local.layers import lambda_opt, make_read_only, make_writable
 
 CASES = {
@@ -117,7 +117,7 @@ _ORT = (
     + r"""
 import numpy as np, onnxruntime as ort
 folder = os.path.join(OPT, "models", TASK)
-folder = os.path.join(folder, sorted(os.listdir(folder))[-1])
+folder = os.path.join(folder, json.load(open(os.path.join(folder, "live.json")))["live"])  # the live version
 o = ort.SessionOptions(); o.intra_op_num_threads = 1; o.inter_op_num_threads = 1
 s = ort.InferenceSession(os.path.join(folder, "model.onnx"), o, providers=["CPUExecutionProvider"])
 t1 = time.perf_counter()
@@ -202,7 +202,7 @@ def bench_coldstart(runs: int = 5, warm_n: int = 200) -> dict[str, Any]:
                     "snapstart": (_SNAPSTART, "layers", opt, [task, event, str(warm_n)]),
                 }
                 if model is not None:
-                    parity = next((ROOT / "layers" / "models" / model).glob("*/parity.npz"))
+                    parity = live_folder(model) / "parity.npz"
                     jobs["onnxruntime"] = (_ORT, "layers", opt, [model, str(parity)])
                 out["cases"][case] = _interleaved(jobs, runs)
             out["importtime"] = importtime.measure(opt, runs=3, top=6)

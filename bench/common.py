@@ -80,3 +80,9 @@ def fresh_process(python: Path | str, code: str, *, env: dict[str, str] | None =
 def python_of_runtime() -> str:
     """The runtime venv's interpreter (the one running the benchmark)."""
     return sys.executable
+
+
+def live_folder(model_id: str) -> Path:
+    """The folder of a model's live version (``layers/models/<id>/live.json``)."""
+    folder = ROOT / "layers" / "models" / model_id
+    return folder / json.loads((folder / "live.json").read_text())["live"]

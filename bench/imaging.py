@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.common import bench_env
+from bench.common import bench_env, live_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_PY = ROOT / ".venv" / "bin" / "python"
@@ -143,7 +143,7 @@ def bench_imaging(n: int = 200, cold_runs: int = 3) -> dict[str, Any]:
         "decode_only", "session_run_only", "handler_overhead_p50_ms", "bytes"}},
         "cold": {png|dicom: {...}}}``; times in milliseconds.
     """
-    manifest = json.loads(next((ROOT / "layers" / "models" / "chest-xray").glob("*/manifest.json")).read_text())
+    manifest = json.loads((live_folder("chest-xray") / "manifest.json").read_text())
     return {
         "model": f"chest-xray {manifest['version']} (sha256 {manifest['onnx']['sha256'][:12]}...)",
         "threads": "ORT intra_op 1",

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bench.common import EXPORT_PY, ROOT, bench_env, fresh_process, python_of_runtime, warm
+from bench.common import EXPORT_PY, ROOT, bench_env, fresh_process, live_folder, python_of_runtime, warm
 
 EVENT = "events/risk_breast_cancer.json"
 MODEL_ID = "breast-cancer"
@@ -87,7 +87,7 @@ print(json.dumps({{'p50_ms': float(np.percentile(a, 50)), 'p99_ms': float(np.per
 
 
 def model_folder(model_id: str) -> Path:
-    return next((ROOT / "layers" / "models" / model_id).glob("*/manifest.json")).parent
+    return live_folder(model_id)
 
 
 def keras_file(model_id: str) -> Path | None:
