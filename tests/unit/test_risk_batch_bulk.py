@@ -65,3 +65,25 @@ def test_windows_line_endings_and_quoted_files() -> None:
     quoted = csv_text().replace("case1,", '"case,1",')
     assert read_numeric_csv(quoted, required=NAMES, max_rows=10**6) is None
     assert process(ENTRY, quoted.encode(), "x.csv", max_rows=10**6)["results"][1]["id"] == "case,1"
+
+
+@pytest.mark.parametrize("position", ["first", "middle", "last", "none"])
+def test_the_id_column_may_stand_anywhere_or_nowhere(position: str) -> None:
+    x = np.load(ENTRY.path / "parity.npz")["in:features"].astype(np.float32)[:12]
+    names = list(reversed(NAMES))  # columns in another order than the model's inputs
+    columns = {
+        "first": ["id", *names],
+        "middle": [*names[:7], "id", *names[7:]],
+        "last": [*names, "id"],
+        "none": names,
+    }[position]
+    lines = [",".join(columns)]
+    for r, row in enumerate(x):
+        cell = dict(zip(NAMES, map(str, row), strict=True)) | {"id": f"case {r}"}
+        lines.append(",".join(cell[c] for c in columns))
+    text = "\n".join(lines) + "\n"
+    numeric = read_numeric_csv(text, required=NAMES, max_rows=100)
+    assert numeric is not None
+    np.testing.assert_array_equal(numeric.x, x.astype(str).astype(np.float64))
+    assert numeric.ids == ([f"case {r}" for r in range(12)] if position != "none" else [None] * 12)
+    assert process(ENTRY, text.encode(), "x.csv", max_rows=100)["results"] == slow(text)

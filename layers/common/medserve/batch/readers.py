@@ -36,6 +36,7 @@ import io
 import json
 import math
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -306,21 +307,27 @@ def read_numeric_csv(text: str, *, required: Sequence[str], max_rows: int) -> Nu
         return None  # wrong cell counts (or blank lines): named row by row
     start = text.index(body[0], len(lines[skipped]))
     body_text = text[start : start + sum(map(len, body)) + len(body) - 1]
-    cells = body_text.replace("\n", ",").split(",")  # one C-speed split: row r is cells[r*W:(r+1)*W]
-    stride = width + 1
+    numeric_columns = [c for c in header if c != ID_COLUMN]
     if ID_COLUMN in header:
-        ids: list[str | None] = [c.strip() or None for c in cells[header.index(ID_COLUMN) :: stride]]
+        k = header.index(ID_COLUMN)
+        ids: list[str | None] = [c.strip() or None for c in re.findall(f"(?m)^(?:[^,\n]*,){{{k}}}([^,\n]*)", body_text)]
+        if k == width:
+            body_text = re.sub(r"(?m),[^,\n]*$", "", body_text)
+        else:
+            body_text = re.sub(f"(?m)^((?:[^,\n]*,){{{k}}})[^,\n]*,", r"\1", body_text)
     else:
         ids = [None] * len(body)
-    columns = [cells[header.index(name) :: stride] for name in required]
-    if "_" in body_text and any("_" in c for col in columns for c in col):
-        return None  # float() would read 1_000; the row-by-row path refuses it
-    x = np.empty((len(body), len(required)), dtype=np.float64)
-    try:
-        for j, col in enumerate(columns):
-            x[:, j] = np.fromiter(map(float, col), dtype=np.float64, count=len(body))
-    except ValueError:  # an empty or non-numeric cell: named row by row
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # NumPy warns (and stops) at the first cell it cannot read
+        try:
+            # C-speed: no Python float per cell; refuses what float() would wrongly take (1_000, non-ASCII digits)
+            values = np.fromstring(body_text.replace("\n", ","), dtype=np.float64, sep=",")
+        except (ValueError, DeprecationWarning):  # an empty or non-numeric cell: named row by row
+            return None
+    if values.size != len(body) * len(numeric_columns):
         return None
+    matrix = values.reshape(len(body), len(numeric_columns))
+    x = matrix[:, [numeric_columns.index(name) for name in required]]
     return NumericCsv(x=x, ids=ids, first_line=skipped + 2)
 
 
