@@ -21,7 +21,6 @@ and the warm p50 of the same request: what a SnapStart restore answers first.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -131,27 +130,12 @@ print(json.dumps({"init_ms": (t1 - t0) * 1e3, "first_response_ms": (t2 - t1) * 1
 )
 
 
-def _env(opt: Path) -> dict[str, str]:
-    return {
-        "MEDSERVE_MODELS_DIR": str(opt / "models"),
-        "MEDSERVE_OUTPUT_BUCKET": "results",
-        "MEDSERVE_ORT_THREADS": "1",
-        "POWERTOOLS_SERVICE_NAME": "bench",
-        "POWERTOOLS_METRICS_NAMESPACE": "MedServe",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-        "AWS_REGION": "eu-west-1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-    }
-
-
 def _once(code: str, mode: str, opt: Path, args: list[str], runtime_dir: Path) -> dict[str, float]:
     flags = ["-I", "-S", "-B"] if mode == "layers" else []
     done = subprocess.run(
         [sys.executable, *flags, "-c", code, mode, str(opt), str(runtime_dir), *args],
         cwd=ROOT,
-        env=_env(opt),
+        env=importtime.env_for(opt),
         capture_output=True,
         text=True,
         check=False,
