@@ -148,7 +148,7 @@ def test_bad_rows_are_reported_in_their_own_row_and_good_rows_predicted(stack: B
     assert res[4]["prediction"] == expected_predictions(BC, [rows[4]])[0]
     for r in res[1:4] + res[5:]:
         assert r["error"]["status"] == 422 and r["error"]["type"].endswith("unprocessable-content")
-        assert "request_id" not in r["error"]
+        assert r["error"]["request_id"] == doc["request_id"]  # a whole problem, with the document's request id
     assert [e["field"] for e in res[1]["error"]["errors"]] == ["mean_area"]
     assert res[2]["error"]["errors"] == [{"field": "mean_texture", "message": "required feature is missing"}]
     assert res[3]["error"]["errors"] == [{"field": "mean_smoothness", "message": "must be a finite number"}]
@@ -521,7 +521,7 @@ def test_imaging_png_and_dicom_each_get_the_single_prediction(
         assert doc["model"] == xray.info() and doc["format"] == fmt
         assert doc["prediction"] == want["prediction"]
         assert doc["summary"] == {"rows": 1, "ok": 1, "failed": 0}
-        assert "results" not in doc
+        assert doc["results"] == [{"row": 0, "line": None, "id": None, "prediction": want["prediction"]}]
         if xray.synthetic:
             assert doc["warnings"][0] == SYNTHETIC_WARNING
     outputs = json.dumps([stack.doc(k) for k in all_keys(stack)])

@@ -92,3 +92,30 @@ def test_concurrent_deliveries_end_with_exactly_one_outcome_of_the_latest_versio
         outcomes = [k for k in s3.keys(OUT) if k.endswith("race.csv.json")]
         expected = "errors/breast-cancer/race.csv.json" if last == BAD_CSV else "results/breast-cancer/race.csv.json"
         assert outcomes == [expected], (r, outcomes)
+
+
+@pytest.mark.parametrize("key", ["incoming/no-such-model/a.csv", "incoming/breast-cancer@9.9.9/a.csv"])
+def test_an_unknown_model_or_version_document_still_names_its_source(s3: MemoryS3, key: str) -> None:
+    s3.put_object(Bucket=IN, Key=key, Body=good_csv())
+    assert worker().handle_object(IN, key, message_id="m").status == 404
+    (out,) = s3.keys(OUT)
+    source = json.loads(s3.get_object(Bucket=OUT, Key=out)["Body"].read())["source"]
+    assert source["etag"] and source["size"] == len(good_csv()) and source["version_id"]
+
+
+def test_vitals_csv_sequences_say_the_line_they_start_on(s3: MemoryS3) -> None:
+    from medserve.tasks.vitals.features import OBSERVATION_FIELDS
+    from tests.builders import observation
+
+    rows = [("p2", observation(9)), ("p1", observation(8)), ("p1", observation(10)), ("p2", observation(11))]
+    lines = ["id," + ",".join(OBSERVATION_FIELDS)]
+    lines += [
+        f"{pid}," + ",".join(str(o[f]).lower() if isinstance(o[f], bool) else str(o[f]) for f in OBSERVATION_FIELDS)
+        for pid, o in rows
+    ]
+    key = "incoming/vitals-deterioration/v.csv"
+    s3.put_object(Bucket=IN, Key=key, Body=("\n".join(lines) + "\n").encode())
+    w = BatchWorker(Registry.load(MODELS, task="vitals"), Settings(output_bucket=OUT))
+    assert w.handle_object(IN, key, message_id="m").kind == "result"
+    doc = json.loads(s3.get_object(Bucket=OUT, Key="results/vitals-deterioration/v.csv.json")["Body"].read())
+    assert [(r["id"], r["line"], r["lines"]) for r in doc["results"]] == [("p2", 2, [2, 5]), ("p1", 3, [3, 4])]

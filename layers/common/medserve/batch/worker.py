@@ -253,13 +253,15 @@ class BatchWorker:
         try:
             try:
                 try:
-                    entry = self._entry(where)
-                    log["model_id"] = entry.id
-                    meta = storage.head(bucket, key)
+                    if not where.well_formed:
+                        raise self._misplaced()
+                    meta = storage.head(bucket, key)  # first, so every document names what it is about
                     source.update(etag=meta["etag"], size=meta["size"])
                     if meta.get("version_id") not in (None, "null"):
                         source["version_id"] = meta["version_id"]
                     log["size"] = meta["size"]
+                    entry = self._entry(where)
+                    log["model_id"] = entry.id
                     if meta["size"] > self.settings.max_bytes:
                         raise self._too_large(meta["size"])
                     try:
@@ -294,13 +296,15 @@ class BatchWorker:
             )
         return outcome
 
+    @staticmethod
+    def _misplaced() -> Problem:
+        return unprocessable(
+            [("key", "must be incoming/<model_id>/<name>")],
+            detail="the object is not at incoming/<model_id>/<name>, so no model can be chosen",
+        )
+
     def _entry(self, where: ObjectKey) -> ModelEntry:
-        """The model the key names; 422 for a misplaced key, 404 (not echoing an odd segment) if unknown."""
-        if not where.well_formed:
-            raise unprocessable(
-                [("key", "must be incoming/<model_id>/<name>")],
-                detail="the object is not at incoming/<model_id>/<name>, so no model can be chosen",
-            )
+        """The model (and version) the key names; 404 (not echoing an odd segment) if unknown."""
         if not ID_PATTERN.match(where.model_id):
             known = ", ".join(e.id for e in self.registry.entries()) or "none"
             raise not_found(f"the key's model segment is not a model id; available: {known}")
@@ -369,6 +373,9 @@ class BatchWorker:
         from medserve.api import warnings_for
 
         attachments: list[tuple[str, bytes, str]] = body.get("attachments", [])
+        for row in body.get("results", []):
+            if "error" in row:  # each row's problem is a whole problem: it carries the document's request id
+                row["error"]["request_id"] = message_id
         document: dict[str, Any] = {
             "model": entry.info(),
             "request_id": message_id,

@@ -90,6 +90,9 @@ class ImagingTask(Task):
         result = predict_decoded(entry, image, explain=False)
         body = {
             "format": image.format,
+            # one image per object: its one result row (no lines in an image), and the same
+            # prediction at the top, as documents of image objects always had it
+            "results": [{"row": 0, "line": None, "id": None, "prediction": result["prediction"]}],
             "prediction": result["prediction"],
             "summary": {"rows": 1, "ok": 1, "failed": 0},
             "warnings": list(result.get("warnings", [])),

@@ -62,7 +62,9 @@ def vitals_rows(entry: ModelEntry, table: Table, *, chunk: int = VITALS_CHUNK) -
             groups.setdefault(row.id, []).append(row)
         for seq, (seq_id, rows) in enumerate(groups.items()):
             rows = _time_ordered(rows)
-            base = {"row": seq, "id": seq_id, "rows": [r.index for r in rows], "lines": [r.line for r in rows]}
+            lines = [r.line for r in rows]
+            # line: where the sequence starts in the file; rows/lines: every observation of it
+            base = {"row": seq, "line": min(lines), "id": seq_id, "rows": [r.index for r in rows], "lines": lines}
             read_errors = [
                 (f"observations[{k}]", err["message"])
                 for k, r in enumerate(rows)
