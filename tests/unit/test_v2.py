@@ -381,7 +381,7 @@ def test_malformed_requests_are_422_and_never_echo(request_: dict[str, Any]) -> 
 def test_header_length_larger_than_the_body_is_400() -> None:
     body, headers = binary_request({"features": risk_x()})
     problem = _invalid("breast-cancer", body, 400, {**headers, "Inference-Header-Content-Length": str(len(body) + 1)})
-    assert _fields(problem) == {"inference-header-content-length"}
+    assert _fields(problem) == {"header.inference-header-content-length"}
     for bad in ("0", "-5", "abc", "1e3", "9" * 40):
         _invalid("breast-cancer", body, 400, {**headers, "Inference-Header-Content-Length": bad})
 
@@ -517,3 +517,11 @@ def test_local_runner_routes_v2_to_the_inference_function_and_passes_octet_strea
         binary_media_types=template.binary_media_types(),
     )
     assert e["isBase64Encoded"] is True and base64.b64decode(e["body"]) == raw
+
+
+@pytest.mark.parametrize("ctype", ["text/plain", "application/xml", "image/png", "application/x-www-form-urlencoded"])
+def test_infer_with_a_content_type_it_does_not_read_is_415(ctype: str) -> None:
+    body = {"inputs": [{"name": "features", "shape": [1, 10], "datatype": "FP32", "data": [0.0] * 10}]}
+    ev = event("POST", "/v2/models/diabetes-progression/infer", json.dumps(body), {"Content-Type": ctype})
+    status, headers, problem, _ = call(ev)
+    assert status == 415 and problem["error"] and _fields(problem) == {"header.content-type"}

@@ -44,6 +44,7 @@ SERVER_NAME = "medserve"
 EXTENSIONS: tuple[str, ...] = ("binary_tensor_data",)
 PLATFORM = "onnxruntime_onnx"
 OCTET_STREAM = "application/octet-stream"
+_JSON_MEDIA = re.compile(r"^application/([a-z0-9.+-]*\+)?json$")
 HEADER_LENGTH = "Inference-Header-Content-Length"
 MAX_ERRORS = 100
 """Field errors listed in one problem; ``errors_omitted`` counts the rest."""
@@ -366,6 +367,13 @@ def split_body(body: str | None, *, is_base64: bool, headers: dict[str, str]) ->
 
     ``headers`` are lower-cased. Raises 400/415/422 :class:`V2Problem`.
     """
+    ctype = (headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if ctype and ctype != OCTET_STREAM and not _JSON_MEDIA.match(ctype):
+        problem = unsupported_media_type(
+            f"this Content-Type is not read here; send application/json, or {OCTET_STREAM} with binary tensors",
+            field="header.content-type",
+        )
+        raise V2Problem(415, problem.title, problem.detail, errors=problem.errors)
     if not body:
         raise unreadable("the request body is empty; send an inference request")
     try:
@@ -376,7 +384,7 @@ def split_body(body: str | None, *, is_base64: bool, headers: dict[str, str]) ->
     if length_text is None:
         head, tail = raw, b""
     else:
-        field = HEADER_LENGTH.lower()
+        field = f"header.{HEADER_LENGTH.lower()}"
         if not re.fullmatch(r"\s*[0-9]{1,12}\s*", length_text):
             raise unreadable(f"{HEADER_LENGTH} must be a whole number of bytes", field=field)
         n = int(length_text)
@@ -384,12 +392,11 @@ def split_body(body: str | None, *, is_base64: bool, headers: dict[str, str]) ->
             raise unreadable(f"{HEADER_LENGTH} must be between 1 and the body's length ({len(raw)} bytes)", field=field)
         head, tail = raw[:n], raw[n:]
     if tail:
-        ctype = (headers.get("content-type") or "").split(";", 1)[0].strip().lower()
         if ctype != OCTET_STREAM:
             problem = unsupported_media_type(
                 f"binary tensor data needs Content-Type: {OCTET_STREAM} (API Gateway passes other types as text, "
                 "which would corrupt the bytes); or send the tensors as JSON data",
-                field="content-type",
+                field="header.content-type",
             )
             raise V2Problem(415, problem.title, problem.detail, errors=problem.errors)
     try:
