@@ -66,6 +66,7 @@ def _infer(name: str, version: str | None) -> Response:
     event = app.current_event
     rid = request_id(app)
     app.answered_by = REGISTRY.get(name, version=version)  # the audit record names the model (404 if unknown)
+    v2.check_accept(header(app, "accept"))
     payload, head_length = v2.handle_infer(
         REGISTRY,
         name,

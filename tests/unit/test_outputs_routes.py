@@ -170,3 +170,15 @@ def test_the_prediction_distribution_is_emitted_per_model_apart_from_other_metri
     assert any("ModelId" in dims for dims in dist["_aws"]["CloudWatchMetrics"][0]["Dimensions"])
     assert all("ModelId" not in b for b in blobs if "Predictions" in b)  # other metrics keep their dimensions
     assert set(dist) <= {"_aws", "ModelId", "service", metric, "function_name"}  # no input value travels
+
+
+@pytest.mark.parametrize("accept", ["text/html", "application/xml", "application/dicom"])
+@pytest.mark.parametrize("event_name", ["models_list", "models_get", "models_health"])
+def test_a_get_whose_accept_allows_no_json_is_406(event_name: str, accept: str) -> None:
+    event = load_event(event_name)
+    event["headers"]["Accept"] = accept
+    status, headers, body = invoke("models", event)
+    assert status == 406 and headers["content-type"] == "application/problem+json"
+    assert body["errors"][0]["field"] == "header.accept"
+    event["headers"]["Accept"] = "text/html,application/xhtml+xml,*/*;q=0.8"  # what a browser sends
+    assert invoke("models", event)[0] == 200

@@ -525,3 +525,10 @@ def test_infer_with_a_content_type_it_does_not_read_is_415(ctype: str) -> None:
     ev = event("POST", "/v2/models/diabetes-progression/infer", json.dumps(body), {"Content-Type": ctype})
     status, headers, problem, _ = call(ev)
     assert status == 415 and problem["error"] and _fields(problem) == {"header.content-type"}
+
+
+def test_infer_whose_accept_allows_neither_json_nor_binary_is_406() -> None:
+    body = {"inputs": [{"name": "features", "shape": [1, 10], "datatype": "FP32", "data": [0.0] * 10}]}
+    ev = event("POST", "/v2/models/diabetes-progression/infer", json.dumps(body), {"Accept": "text/html"})
+    status, _, problem, _ = call(ev)
+    assert status == 406 and problem["error"] and _fields(problem) == {"header.accept"}

@@ -340,6 +340,26 @@ def finite(x: float) -> float:
     return value
 
 
+def _unacceptable_get(event: dict[str, Any]) -> dict[str, Any] | None:
+    """A 406 for a GET whose ``Accept`` allows no JSON (every GET route answers JSON); else ``None``.
+
+    Predict routes negotiate for themselves (JSON, FHIR JSON, DICOM).
+    """
+    if (event.get("httpMethod") or "").upper() != "GET":
+        return None
+    accept = next((v for k, v in (event.get("headers") or {}).items() if k.lower() == "accept"), "") or ""
+    if not accept.strip() or quality(accept, JSON) > 0.0:
+        return None
+    rid = (event.get("requestContext") or {}).get("requestId") or str(uuid.uuid4())
+    problem = not_acceptable("this route answers application/json; the Accept header does not allow it")
+    return {
+        "statusCode": problem.status,
+        "headers": {"Content-Type": PROBLEM_CONTENT_TYPE, "X-Request-Id": rid},
+        "body": dumps(problem.to_dict(rid)),
+        "isBase64Encoded": False,
+    }
+
+
 def lambda_entry(app: MedServeResolver) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """The Lambda handler: correlation ids and metrics around ``app.resolve``.
 
@@ -356,7 +376,8 @@ def lambda_entry(app: MedServeResolver) -> Callable[[dict[str, Any], Any], dict[
         head = (event.get("httpMethod") or "").upper() == "HEAD"
         if head:  # HEAD is answered as GET would be, without the body
             event = {**event, "httpMethod": "GET"}
-        response = app.resolve(event, context)
+        refused = _unacceptable_get(event)
+        response = refused if refused is not None else app.resolve(event, context)
         if head:
             response = {**response, "body": "", "isBase64Encoded": False}
         digest, size = input_digest(event)

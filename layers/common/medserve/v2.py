@@ -38,7 +38,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from medserve import __version__, tasks
 from medserve.api import SYNTHETIC_WARNING, logger, metrics
-from medserve.problems import PROBLEM_CONTENT_TYPE, Problem, method_not_allowed, unsupported_media_type
+from medserve.problems import PROBLEM_CONTENT_TYPE, Problem, method_not_allowed, not_acceptable, unsupported_media_type
 
 SERVER_NAME = "medserve"
 EXTENSIONS: tuple[str, ...] = ("binary_tensor_data",)
@@ -662,6 +662,18 @@ def handle_infer(
     )
     metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=1)
     return infer(entry, request, request_id=request_id, binary_ok=binary_ok)
+
+
+def check_accept(accept: str) -> None:
+    """406 unless ``Accept`` (when given) allows JSON or binary tensor data."""
+    from medserve.negotiate import quality
+
+    if accept.strip() and quality(accept, "application/json") <= 0.0 and quality(accept, OCTET_STREAM) <= 0.0:
+        problem = not_acceptable(
+            f"inference answers application/json, or {OCTET_STREAM} with binary outputs; "
+            "the Accept header allows neither"
+        )
+        raise V2Problem(406, problem.title, problem.detail, errors=problem.errors)
 
 
 def binary_accepted(accept: str) -> bool:
