@@ -182,3 +182,21 @@ def test_a_get_whose_accept_allows_no_json_is_406(event_name: str, accept: str) 
     assert body["errors"][0]["field"] == "header.accept"
     event["headers"]["Accept"] = "text/html,application/xhtml+xml,*/*;q=0.8"  # what a browser sends
     assert invoke("models", event)[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        ("application/fhir+json, application/json", "application/fhir+json"),
+        ("application/json, application/fhir+json", "application/fhir+json"),
+        ("application/fhir+json;q=0.5, application/json", "application/json"),
+        ("*/*", "application/json"),
+        ("application/*", "application/json"),
+        ("application/fhir+json, */*;q=0.1", "application/fhir+json"),
+    ],
+)
+def test_naming_fhir_asks_for_fhir(accept: str, expected: str) -> None:
+    event = load_event("risk_breast_cancer")
+    event["headers"]["Accept"] = accept
+    status, headers, _ = invoke("risk", event)
+    assert status == 200 and headers["content-type"] == expected

@@ -138,20 +138,21 @@ def negotiate(app: APIGatewayRestResolver, available: tuple[str, ...]) -> str | 
     """The best of ``available`` for the caller's ``Accept`` (q-values honoured), or ``None`` (406).
 
     No ``Accept`` gives the first. Each type takes the quality of its most specific matching
-    range (:func:`medserve.negotiate.quality`); on equal quality the earlier ``available`` wins
-    (JSON before FHIR JSON).
+    range (:func:`medserve.negotiate.quality`). On equal quality a type the caller named wins
+    over one a wildcard matched; among named ones the more specific representation wins
+    (``application/fhir+json, application/json`` is a request for FHIR, as API.md words it);
+    among wildcard matches the first of ``available`` (JSON).
     """
     raw = header(app, "accept")
     if not raw.strip():
         return available[0]
-    scored = [(quality(raw, kind), -rank, kind) for rank, kind in enumerate(available)]
+    named = {part.split(";", 1)[0].strip().lower() for part in raw.split(",")}
+    scored = [
+        (quality(raw, kind), kind in named, rank if kind in named else -rank, kind)
+        for rank, kind in enumerate(available)
+    ]
     best = max(scored)
-    return best[2] if best[0] > 0.0 else None
-
-
-def wants_fhir(app: APIGatewayRestResolver) -> bool:
-    """True when the caller's ``Accept`` prefers FHIR JSON over plain JSON."""
-    return negotiate(app, (JSON, FHIR_JSON)) == FHIR_JSON
+    return best[3] if best[0] > 0.0 else None
 
 
 def problem_response(problem: Problem, rid: str) -> Response:

@@ -1,9 +1,9 @@
-"""``Accept`` negotiation between JSON and FHIR JSON, with q-values (RFC 9110, section 12.5.1)."""
+"""``Accept`` q-values (RFC 9110, section 12.5.1): the quality a header gives one media type.
+
+:func:`medserve.api.negotiate` chooses among a route's representations with it.
+"""
 
 from __future__ import annotations
-
-JSON = "application/json"
-FHIR_JSON = "application/fhir+json"
 
 
 def _ranges(accept: str) -> list[tuple[str, float]]:
@@ -36,11 +36,3 @@ def quality(accept: str, media_type: str) -> float:
         if specificity > best[0]:
             best = (specificity, q)
     return best[1]
-
-
-def prefers_fhir(accept: str) -> bool:
-    """True when ``Accept`` ranks FHIR JSON strictly above plain JSON (ties, and no header, mean JSON)."""
-    if not accept.strip():
-        return False
-    fhir = quality(accept, FHIR_JSON)
-    return fhir > 0 and fhir > quality(accept, JSON)
