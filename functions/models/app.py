@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from medserve import snapstart
-from medserve.api import create_app, json_response, lambda_entry, request_id
+from medserve.api import create_app, json_response, lambda_entry, request_id, version_param
 from medserve.openapi import openapi_document
 from medserve.registry import Registry
 
@@ -23,7 +23,8 @@ def list_models():
 
 @app.get("/v1/models/<model_id>")
 def get_model(model_id: str):
-    return json_response({**REGISTRY.get(model_id).detail(), "versions": REGISTRY.versions(model_id)}, request_id(app))
+    entry = REGISTRY.get(model_id, version=version_param(app))  # ?version= pins a version's document
+    return json_response({**entry.detail(), "versions": REGISTRY.versions(model_id)}, request_id(app))
 
 
 @app.get("/openapi.json")

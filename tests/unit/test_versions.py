@@ -95,3 +95,27 @@ def test_batch_keys_may_pin_a_version() -> None:
     assert pinned.result_key == "results/breast-cancer@1.1.0/rows.csv.json"
     live = parse_key("incoming/breast-cancer/rows.csv")
     assert (live.model_id, live.version) == ("breast-cancer", None)
+
+
+def test_two_versions_in_one_query_is_422(tmp_path: Path) -> None:
+    handler = lambda_entry(task_app("risk", Registry.load(versioned_models(tmp_path), task="risk")))
+    event = load_event("risk_breast_cancer")
+    event["queryStringParameters"] = {"version": "1.1.0"}
+    event["multiValueQueryStringParameters"] = {"version": ["1.0.0", "1.1.0"]}
+    response = handler(event, FakeContext())
+    assert response["statusCode"] == 422
+    assert json.loads(response["body"])["errors"][0]["field"] == "query.version"
+
+
+def test_the_model_document_can_be_pinned_to_a_version() -> None:
+    from tests.conftest import invoke
+
+    event = load_event("models_get")
+    event["queryStringParameters"] = {"version": "1.1.0"}
+    event["multiValueQueryStringParameters"] = {"version": ["1.1.0"]}
+    status, _, body = invoke("models", event)
+    assert status == 200 and body["version"] == "1.1.0"
+    assert {v["version"]: v["status"] for v in body["versions"]}["1.1.0"] == "candidate"
+    event["queryStringParameters"] = {"version": "9.9.9"}
+    event["multiValueQueryStringParameters"] = {"version": ["9.9.9"]}
+    assert invoke("models", event)[0] == 404

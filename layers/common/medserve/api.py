@@ -36,6 +36,7 @@ from medserve.problems import (
     method_not_allowed,
     not_acceptable,
     not_found,
+    unprocessable,
     unsupported_media_type,
 )
 from medserve.tasks.base import NOT_UTF8, TOO_DEEP, HttpRequest
@@ -247,8 +248,11 @@ def read_request(app: APIGatewayRestResolver, raw_types: tuple[str, ...] = ()) -
 
 
 def version_param(app: APIGatewayRestResolver) -> str | None:
-    """The ``?version=X.Y.Z`` pin, if any."""
-    return (app.current_event.query_string_parameters or {}).get("version")
+    """The ``?version=X.Y.Z`` pin, if any; 422 when the query names two."""
+    event = app.current_event
+    if len((event.multi_value_query_string_parameters or {}).get("version") or []) > 1:
+        raise unprocessable([("query.version", "give one version at most")])
+    return (event.query_string_parameters or {}).get("version")
 
 
 def task_app(task_name: str, registry: Registry) -> MedServeResolver:

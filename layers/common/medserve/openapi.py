@@ -112,7 +112,7 @@ def openapi_document(registry: Any) -> dict[str, Any]:
         "/v1/models/{model_id}": {
             "get": {
                 "summary": "One model: inputs, outputs, metrics and its card (markdown)",
-                "parameters": [_model_param(sorted(sum(ids.values(), [])))],
+                "parameters": [_model_param(sorted(sum(ids.values(), []))), version],
                 "responses": {"200": {"description": "model"}, **_problem_responses(404)},
             }
         },
