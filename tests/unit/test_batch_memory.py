@@ -119,3 +119,16 @@ def test_vitals_csv_sequences_say_the_line_they_start_on(s3: MemoryS3) -> None:
     assert w.handle_object(IN, key, message_id="m").kind == "result"
     doc = json.loads(s3.get_object(Bucket=OUT, Key="results/vitals-deterioration/v.csv.json")["Body"].read())
     assert [(r["id"], r["line"], r["lines"]) for r in doc["results"]] == [("p2", 2, [2, 5]), ("p1", 3, [3, 4])]
+
+
+def test_a_json_lines_row_with_a_key_given_twice_is_that_rows_422(s3: MemoryS3) -> None:
+    good = dict(zip(NAMES, map(float, X[0]), strict=True))
+    line = json.dumps(good)[:-1] + f', "{NAMES[0]}": 1.0}}'  # the first feature twice
+    key = "incoming/breast-cancer/rows.jsonl"
+    s3.put_object(Bucket=IN, Key=key, Body=(json.dumps(good) + "\n" + line + "\n").encode())
+    worker().handle_object(IN, key, message_id="m")
+    results = json.loads(s3.get_object(Bucket=OUT, Key="results/breast-cancer/rows.jsonl.json")["Body"].read())[
+        "results"
+    ]
+    assert "prediction" in results[0]
+    assert results[1]["error"]["status"] == 422 and results[1]["error"]["errors"][0]["field"] == NAMES[0]

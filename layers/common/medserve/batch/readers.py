@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import re
 import warnings
@@ -41,6 +40,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from medserve.jsonbody import loads as json_loads
 from medserve.problems import Problem, bad_request, payload_too_large, unprocessable, unsupported_media_type
 
 ID_COLUMN = "id"
@@ -233,7 +233,10 @@ def read_jsonl(text: str, *, max_rows: int) -> Table:
             raise _too_many(max_rows)
         row = Row(index=len(rows), line=line_no)
         try:
-            obj = json.loads(line)  # NaN/Infinity parse; the task's validation names them (422)
+            # the API's JSON reader: NaN/Infinity parse (the task names them), a key given twice is a 422
+            obj = json_loads(line)
+        except Problem as problem:
+            row.error = problem
         except ValueError:
             row.error = bad_request("the line is not valid JSON", field="line")
         except RecursionError:
