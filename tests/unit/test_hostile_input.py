@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import struct
 from io import BytesIO
 from typing import Any
@@ -56,9 +57,16 @@ def resave(data: bytes, **attrs: Any) -> bytes:
 
 
 def replace_value(data: bytes, old: bytes, new: bytes) -> bytes:
-    """Swap an encoded element value for another of the same length (bypasses pydicom's writers)."""
-    assert len(old) == len(new) and data.count(old) == 1, old
-    return data.replace(old, new)
+    """Swap an encoded element value for another of the same length (bypasses pydicom's writers).
+
+    Only the start of an explicit-VR value matches (VR letters and a 2-byte length, then ``old``),
+    so the digits inside a random UID elsewhere in the file cannot be mistaken for it.
+    """
+    assert len(old) == len(new), old
+    pattern = re.compile(rb"(?<=[A-Z]{2}[\x00-\xff]{2})" + re.escape(old))
+    matches = pattern.findall(data)
+    assert len(matches) == 1, (old, len(matches))
+    return pattern.sub(new, data)
 
 
 def bad_voi_sequence() -> bytes:
