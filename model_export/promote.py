@@ -10,9 +10,14 @@ live version, writes ``comparison.md`` and ``comparison.png`` into the candidate
 folder, and only when every check and criterion passes updates ``live.json``.
 
 ``live.json`` after a promotion: ``live`` = the candidate, ``history`` gains
-``{"version", "promoted_at", "report"}``; the previous live version is NOT retired: it
+``{"version", "promoted_at", "report"}``, and ``band`` is the candidate's
+prediction-distribution band (:func:`monitoring_band`), which the deployment's band alarms
+use (``python -m medserve.deploy_hooks bands``); the previous live version is NOT retired: it
 stays a candidate (pinnable with ``?version=``, the fastest rollback target). Retiring
 is a separate, deliberate edit. Nothing but this module writes ``live.json``.
+
+``--record-band`` records the band of the version that is live now, without a promotion
+(for versions made live before bands were recorded).
 
 Needs only NumPy and ONNX Runtime (matplotlib for the plot); never TensorFlow.
 Exit status: 0 promoted, 1 refused (the report says which criterion failed),
@@ -49,7 +54,20 @@ INPUT_KEYS = ("name", "dtype", "unit", "min", "max", "allowed")
 OUTPUT_KEYS = ("labels", "positive_label", "unit")
 TASK_BLOCK_FITTED = {"threshold"}
 
-__all__ = ["GateError", "Outcome", "auc", "main", "metric_fns", "paired_bootstrap", "promote"]
+#: the band's defaults when a plan has no ``monitoring`` block.
+BAND_DEFAULTS = {"window": 30, "coverage": 0.999, "resamples": 20000}
+
+__all__ = [
+    "GateError",
+    "Outcome",
+    "auc",
+    "main",
+    "metric_fns",
+    "monitoring_band",
+    "paired_bootstrap",
+    "promote",
+    "record_band",
+]
 
 
 class GateError(RuntimeError):
@@ -164,6 +182,77 @@ def paired_bootstrap(
     return out
 
 
+# --- the prediction-distribution band ---------------------------------------------------------
+def monitoring_band(
+    kind: str,
+    scores: np.ndarray,
+    threshold: float | None,
+    *,
+    window: int,
+    coverage: float,
+    resamples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The range a healthy alarm period's average should fall in, from one version's locked-split outputs.
+
+    The deployed functions emit, per answer and per ``ModelId``, the share of positive labels
+    (``PositiveShare``, classifiers, at the version's own threshold) or the mean score
+    (``MeanScore``, regressions); the band alarms average them over 5 minutes. The band is
+    the central ``coverage`` interval of that average over ``resamples`` draws of ``window``
+    locked-split cases (with replacement): what a period of ``window`` predictions from the
+    locked split's case mix would show. Fewer predictions in a period, or another case mix,
+    widen the natural spread: ``window`` is the plan's declared minimum traffic per period.
+
+    Returns
+    -------
+    dict
+        ``{"metric", "low", "high", "center", "window", "coverage", "resamples", "n"}``.
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if not s.size or not np.all(np.isfinite(s)) or window < 1 or not 0.5 < coverage < 1:
+        raise GateError("a band needs finite outputs, window >= 1 and 0.5 < coverage < 1")
+    if kind == "classification":
+        if threshold is None:
+            raise GateError("a classifier's manifest must state outputs.threshold")
+        metric, values = "PositiveShare", (s >= float(threshold)).astype(np.float64)
+    elif kind == "regression":
+        metric, values = "MeanScore", s
+    else:
+        raise GateError(f"unknown model kind {kind!r}")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (resamples, window))].mean(axis=1)
+    tail = (1.0 - coverage) / 2.0
+    low, high = (float(v) for v in np.quantile(means, [tail, 1.0 - tail]))
+    return {
+        "metric": metric,
+        "low": round(low, 6),
+        "high": round(high, 6),
+        "center": round(float(values.mean()), 6),
+        "window": int(window),
+        "coverage": float(coverage),
+        "resamples": int(resamples),
+        "n": int(len(values)),
+    }
+
+
+def _band_of(plan: Mapping[str, Any], manifest: Mapping[str, Any], scores: np.ndarray, version: str) -> dict[str, Any]:
+    mon = {**BAND_DEFAULTS, **(plan.get("monitoring") or {})}
+    band = monitoring_band(
+        str(plan.get("kind", manifest.get("kind"))),
+        scores,
+        manifest["outputs"].get("threshold"),
+        window=int(mon["window"]),
+        coverage=float(mon["coverage"]),
+        resamples=int(mon["resamples"]),
+        seed=int(plan.get("bootstrap", {}).get("seed", plan["locked_test"]["seed"])),
+    )
+    if mon.get("metric", band["metric"]) != band["metric"]:
+        raise GateError(
+            f"the plan's monitoring metric {mon['metric']!r} is not the {band['metric']} of a {plan['kind']}"
+        )
+    return {"version": version, **band, "basis": "locked test split, scored by the served model.onnx"}
+
+
 # --- checks ------------------------------------------------------------------------------------
 @dataclass
 class Check:
@@ -186,6 +275,8 @@ class Outcome:
     checks: list[Check] = field(default_factory=list)
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     report: Path | None = None
+    band: dict[str, Any] = field(default_factory=dict)
+    """The candidate's prediction-distribution band; written to live.json only when promoted."""
 
     @property
     def failed(self) -> list[str]:
@@ -389,19 +480,57 @@ def promote(
         seed=int(boot.get("seed", plan["locked_test"]["seed"])),
     )
     checks += [_criterion(c, outcome.metrics) for c in plan["criteria"]]
+    outcome.band = _band_of(plan, cand_m, p_cand, version)
 
     outcome.promoted = not outcome.failed
     when = now()
+    outcome.band["recorded_at"] = when
     outcome.report = _write_report(outcome, plan, live_m, cand_m, base, when)
     _plot(outcome, plan, cand_dir / PLOT_FILE)
     if outcome.promoted:
         history = list(live_doc.get("history", []))
         history.append({"version": version, "promoted_at": when, "report": f"{version}/{REPORT_FILE}"})
-        new_doc = {"live": version, "retired": list(live_doc.get("retired", [])), "history": history}
-        tmp = base / (LIVE_FILE + ".tmp")
-        tmp.write_text(json.dumps(new_doc, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, base / LIVE_FILE)
+        new_doc = {
+            "live": version,
+            "retired": list(live_doc.get("retired", [])),
+            "history": history,
+            "band": outcome.band,
+        }
+        _write_live(base, new_doc)
     return outcome
+
+
+def _write_live(base: Path, doc: Mapping[str, Any]) -> None:
+    tmp = base / (LIVE_FILE + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, base / LIVE_FILE)
+
+
+def record_band(model_id: str, *, root: Path = Path("layers/models"), now: Callable[[], str] = _now) -> dict[str, Any]:
+    """Record the band of the version live now in ``live.json`` (nothing else changes); return it.
+
+    For versions made live before bands were recorded at promotion. Same locked split,
+    same hashes checked, same computation as :func:`promote`.
+    """
+    base = Path(root) / model_id
+    plan = _read_json(base / PLAN_FILE)
+    live_doc = _read_json(base / LIVE_FILE)
+    live_v = str(live_doc.get("live", ""))
+    live_dir = base / live_v
+    if not (live_dir / "manifest.json").is_file():
+        raise GateError(f"{model_id}: live version {live_v!r} has no folder")
+    live_m = _read_json(live_dir / "manifest.json")
+    if not _integrity(live_dir, live_m, "live").passed:
+        raise GateError(f"{model_id} {live_v}: model.onnx does not match its manifest")
+    try:
+        data = locked.load(base, plan)
+    except ValueError as exc:
+        raise GateError(str(exc)) from exc
+    feeds = {k[3:]: data[k] for k in data if k.startswith("in:")}
+    band = _band_of(plan, live_m, _predict(_session(live_dir, live_m), live_m, feeds), live_v)
+    band["recorded_at"] = now()
+    _write_live(base, {**live_doc, "band": band})
+    return band
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -455,6 +584,21 @@ def _write_report(
     lines += ["", "## Criteria and checks", "", "| name | rule | observed | result |", "|---|---|---|---|"]
     for c in o.checks:
         lines.append(f"| {c.name} | {c.rule} | {c.observed} | {'pass' if c.passed else '**FAIL**'} |")
+    if o.band:
+        b = o.band
+        lines += [
+            "",
+            "## Prediction-distribution band",
+            "",
+            f"{o.candidate}'s `{b['metric']}` on the locked split is {b['center']:g}; the average over a period "
+            f"of {b['window']} predictions falls in **[{b['low']:g}, {b['high']:g}]** in {b['coverage']:.1%} of "
+            f"{b['resamples']} resampled periods. "
+            + (
+                "Recorded in live.json: the canary's band alarms use it (`python -m medserve.deploy_hooks bands`)."
+                if o.promoted
+                else "Not recorded (the candidate was refused)."
+            ),
+        ]
     lines += ["", f"![paired differences]({PLOT_FILE})", ""]
     path = base / o.candidate / REPORT_FILE
     path.write_text("\n".join(lines), encoding="utf-8")
@@ -493,10 +637,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line; returns the exit status (0 promoted, 1 refused, 2 could not run)."""
     ap = argparse.ArgumentParser(prog="python -m model_export.promote", description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, metavar="ID")
-    ap.add_argument("--version", required=True, metavar="X.Y.Z")
+    ap.add_argument("--version", metavar="X.Y.Z", help="the candidate to gate (required unless --record-band)")
+    ap.add_argument(
+        "--record-band", action="store_true", help="record the live version's band in live.json; no promotion"
+    )
     ap.add_argument("--root", type=Path, default=Path("layers/models"))
     ap.add_argument("--n-boot", type=int, default=None, help="bootstrap resamples (default: the plan's)")
     args = ap.parse_args(argv)
+    if args.record_band:
+        try:
+            b = record_band(args.model, root=args.root)
+        except GateError as exc:
+            print(f"promote: cannot record the band: {exc}", file=sys.stderr)
+            return 2
+        print(f"band {args.model} {b['version']}: {b['metric']} [{b['low']:g}, {b['high']:g}] recorded in live.json")
+        return 0
+    if not args.version:
+        ap.error("--version is required (or --record-band)")
     try:
         o = promote(args.model, args.version, root=args.root, n_boot=args.n_boot)
     except GateError as exc:
@@ -505,7 +662,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for k, m in o.metrics.items():
         print(f"{k:12s} live {_fmt(m['live'])}  candidate {_fmt(m['candidate'])}  diff {_fmt(m['paired_difference'])}")
     if o.promoted:
+        b = o.band
         print(f"PROMOTED {o.model} {o.candidate} (was {o.live}); report {o.report}")
+        print(f"band {b['metric']} [{b['low']:g}, {b['high']:g}] recorded in live.json")
         return 0
     for c in o.checks:
         if not c.passed:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from medserve.deploy_hooks import target_for
+from medserve.deploy_hooks import band_overrides, target_for
 
 Resources = dict[str, dict[str, Any]]
 
@@ -342,12 +342,17 @@ def test_every_served_model_has_a_band_alarm_pair(resources: Resources, repo_roo
         assert sum(f"WHERE ModelId = '{model}'" in q for q in queries) == 2, model
 
 
-def test_band_defaults_are_wide_enough_never_to_fire_without_a_recorded_band(transformed: dict[str, Any]) -> None:
+def test_band_defaults_are_the_bands_recorded_for_the_live_versions(
+    transformed: dict[str, Any], repo_root: Path
+) -> None:
+    # `sam deploy --guided` without overrides deploys the bands the promotion gate recorded in live.json
     params = transformed["Parameters"]
-    for name in [p for p in params if p.startswith("MonitoringBand")]:
-        metric, low, high = params[name]["Default"].split(",")
+    defaults = {name: params[name]["Default"] for name in params if name.startswith("MonitoringBand")}
+    assert defaults == band_overrides(repo_root / "layers" / "models")
+    for name, value in defaults.items():
+        metric, low, high = value.split(",")
         assert metric in {"PositiveShare", "MeanScore"}, name
-        assert float(low) <= 0 and float(high) >= 1, name
+        assert float(low) < float(high), name
 
 
 def test_hooks_may_invoke_only_the_versions_and_aliases_they_check(resources: Resources) -> None:

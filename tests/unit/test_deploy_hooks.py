@@ -212,15 +212,36 @@ def test_band_overrides_follow_the_live_manifest(tmp_path: Path) -> None:
         if band:
             manifest["monitoring"] = {"band": band}
         (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    (tmp_path / "vitals-deterioration" / "live.json").write_text(json.dumps({"live": "1.0.0"}), encoding="utf-8")
-
+    live = tmp_path / "vitals-deterioration" / "live.json"
+    live.write_text(json.dumps({"live": "1.0.0"}), encoding="utf-8")
     assert band_overrides(tmp_path) == {"MonitoringBandVitalsDeterioration": "MeanScore,0.1,0.4"}
-    assert band_overrides(MODELS).keys() <= {
+
+    # A band the promotion gate recorded in live.json for the live version wins over the manifest's
+    recorded = {"version": "1.0.0", "metric": "PositiveShare", "low": 0.05, "high": 0.625}
+    live.write_text(json.dumps({"live": "1.0.0", "band": recorded}), encoding="utf-8")
+    assert band_overrides(tmp_path) == {"MonitoringBandVitalsDeterioration": "PositiveShare,0.05,0.625"}
+    # ... but one recorded for another version is never applied: 2.0.0 live without a band of its own
+    live.write_text(json.dumps({"live": "2.0.0", "band": recorded}), encoding="utf-8")
+    assert band_overrides(tmp_path) == {}
+
+
+def test_every_committed_model_has_a_band_for_its_live_version(capsys: pytest.CaptureFixture[str]) -> None:
+    overrides = band_overrides(MODELS)
+    assert set(overrides) == {
         "MonitoringBandBreastCancer",
         "MonitoringBandDiabetesProgression",
         "MonitoringBandChestXray",
         "MonitoringBandVitalsDeterioration",
     }
+    for name, value in overrides.items():
+        metric, low, high = value.split(",")
+        assert metric == ("MeanScore" if name == "MonitoringBandDiabetesProgression" else "PositiveShare")
+        assert float(low) < float(high), name
+        if metric == "PositiveShare":
+            assert 0.0 <= float(low) and float(high) <= 1.0, name
+    # and the command prints them as `sam deploy --parameter-overrides` takes them
+    assert deploy_hooks.main(["bands", str(MODELS)]) == 0
+    assert capsys.readouterr().out.split() == [f"{k}={v}" for k, v in overrides.items()]
 
 
 def test_golden_request_labels_hold_identifiers_only() -> None:

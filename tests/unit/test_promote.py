@@ -103,8 +103,15 @@ def test_a_better_candidate_passes_and_becomes_live(root: Path) -> None:
         *before["history"],
         {"version": "1.0.1", "promoted_at": "2026-11-30T12:00:00+00:00", "report": "1.0.1/comparison.md"},
     ]
+    # And the band the canary's alarms use is the new live version's, recorded with the promotion
+    band = live["band"]
+    assert band["version"] == "1.0.1" and band["metric"] == "PositiveShare"
+    assert band["recorded_at"] == "2026-11-30T12:00:00+00:00"
+    assert 0.0 <= band["low"] < band["center"] < band["high"] <= 1.0
+    assert band == {**out.band}
     report = (root / MODEL / "1.0.1" / "comparison.md").read_text()
     assert "**PROMOTED**" in report
+    assert f"[{band['low']:g}, {band['high']:g}]" in report and "Recorded in live.json" in report
     assert "| auc |" in report and "paired difference" in report
     assert (root / MODEL / "1.0.1" / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # And gating it again is not possible (it is live), which leaves its promotion report as it was
@@ -133,6 +140,7 @@ def test_a_worse_candidate_is_refused_naming_the_criterion(root: Path) -> None:
         assert out.metrics[k]["live"]["value"] == pytest.approx(recorded[k]["value"], abs=1e-6), k
     report = (root / MODEL / "1.0.1" / "comparison.md").read_text()
     assert "**REFUSED**" in report and "auc_non_inferior" in report.split("Verdict:")[1].splitlines()[0]
+    assert "Not recorded (the candidate was refused)" in report
     assert "| auc_non_inferior |" in report and "**FAIL**" in report
 
 
@@ -211,8 +219,13 @@ def test_committed_plans_live_files_and_locked_splits_agree(model_id: str) -> No
     assert plan["model"] == model_id
     assert plan["criteria"] and plan["parity_required"] is True
     assert (base / live["live"] / "manifest.json").is_file()
-    assert set(live) == {"live", "retired", "history"}
+    assert set(live) == {"live", "retired", "history", "band"}
     assert live["live"] not in live["retired"]
+    # the live version's band is recorded, with the plan's declared metric and window
+    assert live["band"]["version"] == live["live"]
+    assert live["band"]["metric"] == plan["monitoring"]["metric"]
+    assert live["band"]["window"] == plan["monitoring"]["window"]
+    assert live["band"]["low"] < live["band"]["center"] < live["band"]["high"]
     assert all(set(h) == {"version", "promoted_at", "report"} for h in live["history"])
     assert live["history"][-1]["version"] == live["live"]
     if plan["locked_test"]["file"] or plan["locked_test"].get("derive_at_gate"):
@@ -243,3 +256,63 @@ def test_regression_plan_refuses_a_worse_regressor(tmp_path: Path) -> None:
     assert set(out.metrics) == {"mae", "r2"}
     assert out.metrics["mae"]["live"]["value"] == pytest.approx(m["metrics"]["mae"]["value"], rel=1e-5)
     assert json.loads((base / "live.json").read_text())["live"] == "1.0.0"
+
+
+# --- the prediction-distribution band ----------------------------------------------------------
+def _band(kind: str, scores: np.ndarray, threshold: float | None = 0.5, window: int = 100) -> dict[str, Any]:
+    return promote.monitoring_band(kind, scores, threshold, window=window, coverage=0.999, resamples=20000, seed=1)
+
+
+def test_the_band_of_a_classifier_is_the_spread_of_its_positive_share_over_a_window() -> None:
+    # Given outputs of which exactly half are at or above the threshold
+    scores = np.repeat([0.2, 0.5], 500)
+    band = _band("classification", scores)
+    # Then the band is centred on 0.5, about +-3.29 binomial standard errors of a 100-prediction window wide
+    assert band["metric"] == "PositiveShare" and band["center"] == 0.5
+    assert band["low"] == pytest.approx(0.5 - 3.29 * 0.05, abs=0.03)
+    assert band["high"] == pytest.approx(0.5 + 3.29 * 0.05, abs=0.03)
+    # and a longer window narrows it, a shorter widens it
+    wide, narrow = _band("classification", scores, window=25), _band("classification", scores, window=400)
+    assert wide["low"] < band["low"] < narrow["low"] < 0.5 < narrow["high"] < band["high"] < wide["high"]
+    # and the threshold is the version's own: everything positive at threshold 0.1
+    everything = _band("classification", scores, threshold=0.1)
+    assert (everything["low"], everything["high"]) == (1.0, 1.0)
+
+
+def test_the_band_of_a_regression_is_in_the_outputs_units() -> None:
+    scores = np.linspace(100.0, 200.0, 101)
+    band = _band("regression", scores, threshold=None)
+    assert band["metric"] == "MeanScore" and band["center"] == pytest.approx(150.0)
+    sd = float(scores.std()) / 10.0  # standard error of a 100-prediction mean
+    assert band["low"] == pytest.approx(150.0 - 3.29 * sd, rel=0.03)
+    assert band["high"] == pytest.approx(150.0 + 3.29 * sd, rel=0.03)
+
+
+def test_a_band_cannot_be_made_from_non_finite_outputs_or_without_a_threshold() -> None:
+    with pytest.raises(promote.GateError):
+        _band("classification", np.array([0.1, np.nan]))
+    with pytest.raises(promote.GateError, match="threshold"):
+        _band("classification", np.array([0.1, 0.9]), threshold=None)
+    with pytest.raises(promote.GateError):
+        _band("ranking", np.array([0.1, 0.9]))
+
+
+def test_record_band_records_the_live_versions_band_and_changes_nothing_else(root: Path) -> None:
+    before = _live(root)
+    # When the band is recorded through the command line
+    assert promote.main(["--model", MODEL, "--record-band", "--root", str(root)]) == 0
+    # Then live.json gains the live version's band, equal to what the committed file holds, and nothing else
+    after = _live(root)
+    assert {k: v for k, v in after.items() if k != "band"} == {k: v for k, v in before.items() if k != "band"}
+    assert after["band"]["version"] == "1.0.0"
+    committed = json.loads((MODELS / MODEL / "live.json").read_text())["band"]
+    drop = {"recorded_at"}
+    assert {k: v for k, v in after["band"].items() if k not in drop} == {
+        k: v for k, v in committed.items() if k not in drop
+    }
+    # And a plan whose declared metric contradicts the model's kind is refused
+    plan_path = root / MODEL / "change_control.json"
+    plan = json.loads(plan_path.read_text())
+    plan["monitoring"]["metric"] = "MeanScore"
+    plan_path.write_text(json.dumps(plan))
+    assert promote.main(["--model", MODEL, "--record-band", "--root", str(root)]) == 2

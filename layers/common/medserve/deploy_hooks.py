@@ -269,34 +269,42 @@ def handle(
 
 
 # -- monitoring bands --------------------------------------------------------------------
-def _live_manifest(model_dir: Path) -> dict[str, Any] | None:
+def _live_band(model_dir: Path) -> Mapping[str, Any] | None:
+    """The live version's band: ``live.json``'s ``band`` (recorded by the promotion gate for that version),
+    else the live manifest's ``monitoring.band``; ``None`` when neither is recorded."""
     versions = sorted(
         (p for p in model_dir.iterdir() if (p / "manifest.json").is_file()),
         key=lambda p: tuple(int(x) if x.isdigit() else 0 for x in p.name.split(".")),
     )
     if not versions:
         return None
-    live = model_dir / "live.json"
-    chosen = versions[-1]
-    if live.is_file():
-        name = str(json.loads(live.read_text(encoding="utf-8")).get("live") or "")
-        chosen = next((p for p in versions if p.name == name), chosen)
-    return dict(json.loads((chosen / "manifest.json").read_text(encoding="utf-8")))
+    live_path = model_dir / "live.json"
+    release = json.loads(live_path.read_text(encoding="utf-8")) if live_path.is_file() else {}
+    name = str(release.get("live") or "")
+    chosen = next((p for p in versions if p.name == name), versions[-1])
+    band = release.get("band")
+    if isinstance(band, Mapping) and str(band.get("version")) == chosen.name:
+        return band
+    manifest = json.loads((chosen / "manifest.json").read_text(encoding="utf-8"))
+    band = ((manifest or {}).get("monitoring") or {}).get("band")
+    return band if isinstance(band, Mapping) else None
 
 
 def band_overrides(models_dir: str | Path) -> dict[str, str]:
-    """``MonitoringBand<Model>`` -> ``"metric,low,high"`` from each live manifest's ``monitoring.band``.
+    """``MonitoringBand<Model>`` -> ``"metric,low,high"`` of each model's live version.
 
-    Models without a recorded band are left out (the template's wide defaults apply).
+    The band is the one the promotion gate recorded in ``live.json`` for the version live now
+    (``model_export.promote``), else the live manifest's ``monitoring.band``. Models without a
+    band for their live version are left out (the template's wide defaults apply): a band
+    recorded for an earlier live version is never applied to a later one.
     """
     out = {}
     for model_dir in sorted(p for p in Path(models_dir).iterdir() if p.is_dir()):
-        manifest = _live_manifest(model_dir)
-        band = ((manifest or {}).get("monitoring") or {}).get("band")
-        if not isinstance(band, Mapping):
+        band = _live_band(model_dir)
+        if band is None:
             continue
         name = "MonitoringBand" + "".join(part.capitalize() for part in model_dir.name.split("-"))
-        out[name] = f"{band['metric']},{float(band['low'])},{float(band['high'])}"
+        out[name] = f"{band['metric']},{float(band['low']):g},{float(band['high']):g}"
     return out
 
 
