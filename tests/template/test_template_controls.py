@@ -438,3 +438,30 @@ def test_audit_records_reach_an_object_locked_bucket(
     for statement in _statements(resources["AuditDeliveryRole"]):
         assert "s3:DeleteObject" not in _as_list(statement["Action"])
         assert not any("Retention" in a or "LegalHold" in a for a in _as_list(statement["Action"]))
+
+
+def test_shadow_scoring_is_a_switch_off_by_default_on_every_api_function(
+    transformed: dict[str, Any], of_type: Callable[[str], Resources]
+) -> None:
+    from medserve.shadow import SAMPLE_ENV, SHADOW_ENV, Shadow
+
+    params = transformed["Parameters"]
+    defaults = {SHADOW_ENV: params["ShadowModels"]["Default"], SAMPLE_ENV: params["ShadowSampleRate"]["Default"]}
+    assert not Shadow.from_env(defaults).on
+    serving = 0
+    for name, fn in of_type("AWS::Lambda::Function").items():
+        env = fn["Properties"].get("Environment", {}).get("Variables", {})
+        if "MEDSERVE_MODELS_DIR" in env:  # the functions that serve models
+            serving += 1
+            assert env[SHADOW_ENV] == {"Ref": "ShadowModels"}, name
+            assert env[SAMPLE_ENV] == {"Ref": "ShadowSampleRate"}, name
+    assert serving >= 4
+    # the parameters refuse what the function would ignore
+    models, rate = (
+        re.compile(params["ShadowModels"]["AllowedPattern"]),
+        re.compile(params["ShadowSampleRate"]["AllowedPattern"]),
+    )
+    assert models.fullmatch("vitals-deterioration@2.0.0,breast-cancer@1.1.0") and models.fullmatch("")
+    assert not models.fullmatch("vitals-deterioration") and not models.fullmatch("x@2")
+    assert rate.fullmatch("0.05") and rate.fullmatch("1") and rate.fullmatch("0")
+    assert not rate.fullmatch("1.5") and not rate.fullmatch("-0.1") and not rate.fullmatch("5%")

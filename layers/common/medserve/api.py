@@ -39,6 +39,7 @@ from medserve.problems import (
     unprocessable,
     unsupported_media_type,
 )
+from medserve.shadow import Shadow
 from medserve.tasks.base import NOT_UTF8, TOO_DEEP, HttpRequest
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -263,12 +264,14 @@ def task_app(task_name: str, registry: Registry) -> MedServeResolver:
     """
     task = tasks.get(task_name)
     app = create_app()
+    shadow = Shadow.from_env()  # off unless the deployment names a shadow version and a sample rate
 
     available = (JSON, FHIR_JSON, *task.media_types)
 
     @app.post(f"/v1/{task_name}/<model_id>/predict")
     def predict(model_id: str):  # no return annotation: Powertools would build a schema for it
-        entry = registry.get(model_id, task=task_name, version=version_param(app))
+        pinned = version_param(app)
+        entry = registry.get(model_id, task=task_name, version=pinned)
         app.answered_by = entry
         chosen = negotiate(app, available)
         if chosen is None:
@@ -280,6 +283,8 @@ def task_app(task_name: str, registry: Registry) -> MedServeResolver:
                 raise not_acceptable(reason)
         result = task.predict(entry, [parsed])[0]
         record_distribution(entry, task.monitoring(entry, result))
+        if shadow.on:
+            shadow.score(task, registry, entry, parsed, result, pinned=pinned is not None)
         if chosen in task.media_types:
             body, content_type = task.render(entry, parsed, result, chosen)
             return binary_response(body, request_id(app), content_type=content_type)

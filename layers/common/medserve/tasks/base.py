@@ -141,6 +141,11 @@ class Task:
         answers with the positive label) or ``{"MeanScore": s}``; aggregates only, no input value."""
         return {}
 
+    def scores(self, entry: ModelEntry, result: dict[str, Any]) -> list[tuple[str | None, float]]:
+        """``(label, score)`` of each prediction in one answer: the label (``None`` for a regression)
+        and the positive-label probability or the predicted value. Shadow scoring compares these."""
+        raise NotImplementedError
+
     # --- Open Inference Protocol v2 ------------------------------------------------------------
     def check_tensors(self, entry: ModelEntry, tensors: dict[str, Any], fields: dict[str, str], errors: Any) -> None:
         """Add to ``errors`` (:class:`medserve.v2.Errors`) every tensor value outside the manifest's

@@ -47,6 +47,10 @@ class ImagingTask(Task):
     def monitoring(self, entry: ModelEntry, result: dict[str, Any]) -> dict[str, float]:
         return {"PositiveShare": float(result["prediction"]["label"] == entry.spec.positive)}
 
+    def scores(self, entry: ModelEntry, result: dict[str, Any]) -> list[tuple[str | None, float]]:
+        prediction = result["prediction"]
+        return [(prediction["label"], prediction["probabilities"][entry.spec.positive])]
+
     def fhir(self, entry: ModelEntry, parsed: Any, result: dict[str, Any], request_id: str) -> dict[str, Any]:
         from medserve.tasks.imaging.fhir import bundle
 

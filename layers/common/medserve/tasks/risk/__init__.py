@@ -81,6 +81,11 @@ class RiskTask(Task):
             return {"MeanScore": sum(p["value"] for p in predictions) / len(predictions)}
         return {"PositiveShare": sum(p["label"] == entry.spec.positive for p in predictions) / len(predictions)}
 
+    def scores(self, entry: ModelEntry, result: dict[str, Any]) -> list[tuple[str | None, float]]:
+        if entry.spec.kind == "regression":
+            return [(None, p["value"]) for p in result["predictions"]]
+        return [(p["label"], p["probability"]) for p in result["predictions"]]
+
     def fhir(self, entry: ModelEntry, parsed: Any, result: dict[str, Any], request_id: str) -> dict[str, Any]:
         from medserve.tasks.risk.fhir import bundle
 

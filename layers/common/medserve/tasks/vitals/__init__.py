@@ -55,6 +55,9 @@ class VitalsTask(Task):
     def monitoring(self, entry: ModelEntry, result: dict[str, Any]) -> dict[str, float]:
         return {"PositiveShare": float(result["prediction"]["label"] == entry.spec.positive)}
 
+    def scores(self, entry: ModelEntry, result: dict[str, Any]) -> list[tuple[str | None, float]]:
+        return [(result["prediction"]["label"], result["prediction"]["probability"])]
+
     def fhir(self, entry: ModelEntry, parsed: Any, result: dict[str, Any], request_id: str) -> dict[str, Any]:
         from medserve.tasks.vitals.fhir import bundle
 
