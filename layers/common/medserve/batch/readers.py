@@ -311,9 +311,13 @@ def read_numeric_csv(text: str, *, required: Sequence[str], max_rows: int) -> Nu
     start = text.index(body[0], len(lines[skipped]))
     body_text = text[start : start + sum(map(len, body)) + len(body) - 1]
     numeric_columns = [c for c in header if c != ID_COLUMN]
-    if ID_COLUMN in header:
+    if ID_COLUMN in header and header.index(ID_COLUMN) == 0:  # the usual layout: one partition per line
+        parts = [line.partition(",") for line in body]
+        ids: list[str | None] = [p[0].strip() or None for p in parts]
+        body_text = "\n".join([p[2] for p in parts])
+    elif ID_COLUMN in header:
         k = header.index(ID_COLUMN)
-        ids: list[str | None] = [c.strip() or None for c in re.findall(f"(?m)^(?:[^,\n]*,){{{k}}}([^,\n]*)", body_text)]
+        ids = [c.strip() or None for c in re.findall(f"(?m)^(?:[^,\n]*,){{{k}}}([^,\n]*)", body_text)]
         if k == width:
             body_text = re.sub(r"(?m),[^,\n]*$", "", body_text)
         else:
