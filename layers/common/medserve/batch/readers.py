@@ -40,7 +40,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from medserve.jsonbody import loads as json_loads
+from medserve.jsonbody import loads_row as json_loads
 from medserve.problems import Problem, bad_request, payload_too_large, unprocessable, unsupported_media_type
 
 ID_COLUMN = "id"
