@@ -8,13 +8,16 @@ row); the valid ones are encoded as the API encodes them, padded and masked into
 from __future__ import annotations
 
 import gc
+import json
+import re
 from typing import Any
 
 import numpy as np
 
-from medserve.batch.readers import Row, Table, read_table
+from medserve.batch.readers import Row, Table, decode_text, detect_format, jsonl_row, read_csv, read_jsonl
 from medserve.batch.rows import bool_cell, number_cell, problem_body, summary
 from medserve.fields import parse_time
+from medserve.jsonbody import loads_row
 from medserve.problems import Problem, unprocessable
 from medserve.registry import ModelEntry
 from medserve.tasks.vitals.fastpath import Validated, validate_encode
@@ -25,10 +28,16 @@ from medserve.tasks.vitals.validation import VitalsRequest
 
 VITALS_CHUNK = 256
 """Sequences predicted per ``session.run`` (padded to the chunk's longest, masked)."""
+_LONG_INTEGER = re.compile(r"\d{4000}")
+_KEYS = len(OBSERVATION_FIELDS)  # keys of an observation the fast path passes
+_STRINGS = 2  # its string values: time and consciousness (numbers and supplemental_oxygen are not)
 
 
 def process(entry: ModelEntry, data: bytes, name: str, *, max_rows: int) -> dict[str, Any]:
     """``{"format", "results", "summary"}`` for one object.
+
+    JSON Lines rows are first read by the C parser alone (:class:`UnprovenRows`); each is
+    proven to read as the API's reader reads it, or read again by it (:func:`vitals_rows`).
 
     The cyclic garbage collector is paused while the object is read and predicted (and
     restored after, as it was): reading builds a dozen containers per sequence that all
@@ -40,16 +49,69 @@ def process(entry: ModelEntry, data: bytes, name: str, *, max_rows: int) -> dict
     paused = gc.isenabled()
     gc.disable()
     try:
-        table = read_table(data, name, required=list(OBSERVATION_FIELDS), max_rows=max_rows)
-        results = vitals_rows(entry, table)
+        text = decode_text(data)
+        unproven: UnprovenRows | None = None
+        if detect_format(name, text) == "csv":
+            table = read_csv(text, required=list(OBSERVATION_FIELDS), max_rows=max_rows)
+        else:
+            unproven = UnprovenRows()
+            table = read_jsonl(text, max_rows=max_rows, loads=unproven)
+        results = vitals_rows(entry, table, unproven=unproven)
     finally:
         if paused:
             gc.enable()
     return {"format": table.format, "results": results, "summary": summary(results)}
 
 
+class UnprovenRows:
+    """A JSON Lines line reader that leaves the duplicate-key proof for later.
+
+    The API's reader (:func:`medserve.jsonbody.loads_row`) spends a quarter of its time
+    proving that no key was given twice. Here a line that the C parser reads into an object
+    is taken as it reads it, and the line and its top-level key count are kept. Once the
+    fast path has passed the sequence, every value's type is known, and so is how many
+    ``"`` the line must hold when no key was repeated: two per key and per string value
+    (:meth:`proven`). Every ``"`` of a JSON text delimits a string (a key or a value) or is
+    escaped inside one; keys given twice, strings overwritten by them or escapes only add
+    to the count. A line that is not proven so is read again by the API's reader
+    (:func:`vitals_rows`). Lines that are not objects, not JSON, or hold an integer of
+    4,000 digits or more (a float to the API's reader) are read by the API's reader at once.
+    """
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.keys: list[int] = []  # the top-level keys of each line's object; -1: read by the API's reader
+
+    def __call__(self, line: str) -> Any:
+        self.lines.append(line)
+        self.keys.append(-1)
+        if not (len(line) >= 4000 and _LONG_INTEGER.search(line)):
+            try:
+                value = json.loads(line)
+            except (ValueError, RecursionError):
+                value = None
+            if type(value) is dict:
+                self.keys[-1] = len(value)
+                return value
+        return loads_row(line)
+
+    def proven(self, k: int, row: Row, observations: int) -> bool:
+        """Whether row ``k``, passed by the fast path with that many observations, was read as the API reads it.
+
+        Its keys are the top-level ones and :data:`_KEYS` per observation; its string values
+        :data:`_STRINGS` per observation and the id when that is a string.
+        """
+        strings = _STRINGS * observations + (type(row.id) is str)
+        return self.lines[k].count('"') == 2 * (self.keys[k] + _KEYS * observations + strings)
+
+
 def vitals_rows(
-    entry: ModelEntry, table: Table, *, chunk: int = VITALS_CHUNK, fast: bool = True
+    entry: ModelEntry,
+    table: Table,
+    *,
+    chunk: int = VITALS_CHUNK,
+    fast: bool = True,
+    unproven: UnprovenRows | None = None,
 ) -> list[dict[str, Any]]:
     """One result per sequence: CSV rows grouped by ``id``, or one JSON Lines row each.
 
@@ -64,6 +126,10 @@ def vitals_rows(
     column-wise (:func:`medserve.tasks.vitals.fastpath.validate_encode`); only those it does
     not pass are validated one by one, so every error is still the API's. ``fast=False``
     validates every sequence one by one (the reference the fast path is tested against).
+
+    ``unproven``: the reader of a JSON Lines ``table`` (:class:`UnprovenRows`). A row the
+    fast path passes and :meth:`UnprovenRows.proven` proves is taken as read; every other
+    row it read is read again by the API's reader before it is validated one by one.
     """
     bases: list[dict[str, Any]] = []
     bodies: list[Any] = []
@@ -101,10 +167,22 @@ def vitals_rows(
     where: list[tuple[int, int] | None] = [None] * count  # (start, length) of each valid sequence in x
     pending = [i for i in range(count) if errors[i] is None]
     checked = Validated.empty()
+    checked_of = pending  # checked.index counts in this list
     if fast and spec.fast is not None and pending:
         checked = validate_encode([bodies[i] for i in pending], spec.fast)
         for k, start, length in zip(checked.index, checked.starts, checked.lengths, strict=True):
-            where[pending[k]] = (start, length)
+            i = pending[k]
+            if unproven is None or unproven.proven(i, table.rows[i], length):
+                where[i] = (start, length)
+    if unproven is not None:
+        if len(unproven.lines) != count:
+            raise ValueError("unproven: not the reader of this table")
+        for i, row in enumerate(table.rows):
+            if unproven.keys[i] >= 0 and where[i] is None:  # read again, by the API's reader
+                again = jsonl_row(row.index, row.line, unproven.lines[i])
+                bases[i] = {"row": again.index, "line": again.line, "id": again.id}
+                bodies[i], errors[i] = again.values, again.error
+        pending = [i for i in range(count) if errors[i] is None]
     more: list[np.ndarray] = []
     end = len(checked.x)
     for i in pending:
@@ -122,7 +200,7 @@ def vitals_rows(
     valid = [i for i in range(count) if errors[i] is None]
     spans = np.array([where[i] for i in valid], dtype=np.intp).reshape(-1, 2)
     p_of = dict(zip(valid, _probabilities(entry, x, spans[:, 0], spans[:, 1], chunk=chunk).tolist(), strict=True))
-    warnings_of = _fast_warnings(spec, checked, pending)
+    warnings_of = _fast_warnings(spec, checked, checked_of)
     horizon: float | int = int(spec.horizon_hours) if spec.horizon_hours.is_integer() else spec.horizon_hours
     positive, negative, threshold = spec.positive, spec.negative, spec.threshold
     out: list[dict[str, Any]] = []
