@@ -220,6 +220,9 @@ def jsonl_lines(rng: random.Random) -> list[str]:
         '{"id": "x", "observations": ' + seq.replace("97", "NaN", 1) + "}",
         '{"id": "x", "observations": ' + seq.replace("82", "Infinity", 1) + "}",
         "\ufeff" + json.dumps({"id": "bom", "observations": BASE}),
+        "  " + json.dumps({"id": "spaced", "observations": BASE}) + " \t",  # whitespace around the object
+        json.dumps({"id": "after", "observations": BASE}) + " {}",  # something after it
+        json.dumps({"id": "twice", "observations": BASE}) * 2,
         "[1, 2]",
         "not json",
         '{"observations": ',

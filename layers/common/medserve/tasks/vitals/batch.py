@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,8 @@ from medserve.tasks.vitals.validation import VitalsRequest
 VITALS_CHUNK = 256
 """Sequences predicted per ``session.run`` (padded to the chunk's longest, masked)."""
 _LONG_INTEGER = re.compile(r"\d{4000}")
+# the C scanner json.loads runs (strict, NaN/Infinity as floats); JSONDecoder sets it in __init__
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _KEYS = len(OBSERVATION_FIELDS)  # keys of an observation the fast path passes
 _STRINGS = 2  # its string values: time and consciousness (numbers and supplemental_oxygen are not)
 
@@ -86,11 +89,11 @@ class UnprovenRows:
         self.lines.append(line)
         self.keys.append(-1)
         if not (len(line) >= 4000 and _LONG_INTEGER.search(line)):
-            try:
-                value = json.loads(line)
-            except (ValueError, RecursionError):
-                value = None
-            if type(value) is dict:
+            try:  # json.loads without its whitespace handling: a line of one object, nothing around it
+                value, end = _SCAN(line, 0)
+            except (StopIteration, ValueError, RecursionError):
+                value, end = None, 0
+            if type(value) is dict and end == len(line):
                 self.keys[-1] = len(value)
                 return value
         return loads_row(line)
@@ -203,29 +206,26 @@ def vitals_rows(
     warnings_of = _fast_warnings(spec, checked, checked_of)
     horizon: float | int = int(spec.horizon_hours) if spec.horizon_hours.is_integer() else spec.horizon_hours
     positive, negative, threshold = spec.positive, spec.negative, spec.threshold
-    out: list[dict[str, Any]] = []
-    for i, base in enumerate(bases):
+    out: list[dict[str, Any]] = []  # each row's base (made here, for it alone), completed
+    for i, result in enumerate(bases):
         error, parsed = errors[i], requests[i]
         if error is not None:
-            out.append({**base, "error": problem_body(error)})
+            result["error"] = problem_body(error)
         elif parsed is not None:  # validated one by one: its result as the API builds it
             start, length = where[i]  # type: ignore[misc]
-            out.append({**base, **build_result(entry, parsed, p_of[i], x[None, start : start + length])})
+            result.update(build_result(entry, parsed, p_of[i], x[None, start : start + length]))
         else:  # passed the fast path: built as build_result builds it (no explain here)
             p = p_of[i]
-            result = {
-                **base,
-                "prediction": {
-                    "probability": round(p, 6),
-                    "label": positive if p >= threshold else negative,
-                    "horizon_hours": horizon,
-                },
-                "news2": news2(bodies[i]["observations"][-1]),
+            result["prediction"] = {
+                "probability": round(p, 6),
+                "label": positive if p >= threshold else negative,
+                "horizon_hours": horizon,
             }
+            result["news2"] = news2(bodies[i]["observations"][-1])
             warnings = warnings_of.get(i)
             if warnings:
                 result["warnings"] = warnings
-            out.append(result)
+        out.append(result)
     return out
 
 

@@ -247,10 +247,13 @@ def validate_encode(bodies: list[Any], fast: FastPlan) -> Validated:
     np.cumsum(lengths[:-1], out=starts[1:])
     observations = list(chain.from_iterable(sequences))
     n = len(observations)
-    ok = np.fromiter(map(is_, map(type, observations), repeat(dict)), dtype=bool, count=n)
-    if not ok.all():
-        observations = [o if good else _EMPTY for o, good in zip(observations, ok.tolist(), strict=True)]
-    ok &= np.fromiter(map(len, observations), dtype=np.intp, count=n) == len(OBSERVATION_FIELDS)
+    if set(map(type, observations)) == {dict} and set(map(len, observations)) == {len(OBSERVATION_FIELDS)}:
+        ok = np.ones(n, dtype=bool)
+    else:  # find the observations that are not objects of as many keys as there are fields
+        ok = np.fromiter(map(is_, map(type, observations), repeat(dict)), dtype=bool, count=n)
+        if not ok.all():
+            observations = [o if good else _EMPTY for o, good in zip(observations, ok.tolist(), strict=True)]
+        ok &= np.fromiter(map(len, observations), dtype=np.intp, count=n) == len(OBSERVATION_FIELDS)
 
     x = np.empty((n, len(COLUMNS)), dtype=np.float64)
     try:

@@ -167,7 +167,7 @@ def risk(score: int, components: Mapping[str, int]) -> str:
         return "high"
     if score >= 5:
         return "medium"
-    if any(points == 3 for points in components.values()):
+    if 3 in components.values():
         return "low-medium"
     return "low"
 
@@ -186,14 +186,37 @@ def news2(observation: Mapping[str, object]) -> News2:
         ``{"score", "risk", "components": {parameter: points}}``.
     """
     o = observation
+    score, level, points = _chart(
+        float(o["respiratory_rate"]),  # type: ignore[arg-type]
+        float(o["spo2"]),  # type: ignore[arg-type]
+        bool(o["supplemental_oxygen"]),
+        float(o["systolic_bp"]),  # type: ignore[arg-type]
+        float(o["heart_rate"]),  # type: ignore[arg-type]
+        str(o["consciousness"]),
+        float(o["temperature"]),  # type: ignore[arg-type]
+    )
+    return {"score": score, "risk": level, "components": dict(zip(PARAMETERS, points, strict=True))}
+
+
+@lru_cache(maxsize=4096)  # one chart reading per distinct observation (a new dict is built per call)
+def _chart(
+    respiratory_rate: float,
+    spo2: float,
+    supplemental_oxygen: bool,
+    systolic_bp: float,
+    heart_rate: float,
+    consciousness: str,
+    temperature: float,
+) -> tuple[int, str, tuple[int, ...]]:
+    """``(score, risk, points in PARAMETERS order)`` of one observation."""
     components = {
-        "respiratory_rate": score_respiratory_rate(float(o["respiratory_rate"])),  # type: ignore[arg-type]
-        "spo2": score_spo2_scale1(float(o["spo2"])),  # type: ignore[arg-type]
-        "supplemental_oxygen": score_oxygen(bool(o["supplemental_oxygen"])),
-        "systolic_bp": score_systolic_bp(float(o["systolic_bp"])),  # type: ignore[arg-type]
-        "heart_rate": score_heart_rate(float(o["heart_rate"])),  # type: ignore[arg-type]
-        "consciousness": score_consciousness(str(o["consciousness"])),
-        "temperature": score_temperature(float(o["temperature"])),  # type: ignore[arg-type]
+        "respiratory_rate": score_respiratory_rate(respiratory_rate),
+        "spo2": score_spo2_scale1(spo2),
+        "supplemental_oxygen": score_oxygen(supplemental_oxygen),
+        "systolic_bp": score_systolic_bp(systolic_bp),
+        "heart_rate": score_heart_rate(heart_rate),
+        "consciousness": score_consciousness(consciousness),
+        "temperature": score_temperature(temperature),
     }
     total = sum(components.values())
-    return {"score": total, "risk": risk(total, components), "components": components}
+    return total, risk(total, components), tuple(components.values())
