@@ -151,8 +151,8 @@ def _as_float(value: Any) -> float:
 
 
 def _digits(b: np.ndarray, columns: list[int]) -> np.ndarray:
-    v = np.zeros(len(b), dtype=np.int64)
-    for c in columns:
+    v = b[:, columns[0]].astype(np.int64)
+    for c in columns[1:]:
         v = v * 10 + b[:, c]
     return v
 
@@ -181,12 +181,11 @@ def parse_times(values: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         texts = values if where.size == n else [values[k] for k in where.tolist()]
         # one byte per character: anything outside ASCII becomes "?" and fails the checks below
         raw = np.frombuffer("".join(texts).encode("ascii", "replace"), dtype=np.uint8).reshape(-1, width)
-        b = raw.astype(np.int64) - 48  # digit values where the characters are digits
+        b = raw - np.uint8(48)  # digit values where the characters are digits (others wrap past 9)
         digit_columns = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
         if width == 25:
             digit_columns += [20, 21, 23, 24]
-        d = b[:, digit_columns]
-        good = ((d >= 0) & (d <= 9)).all(axis=1)
+        good = (b[:, digit_columns] <= 9).all(axis=1)
         good &= (raw[:, 4] == 45) & (raw[:, 7] == 45) & (raw[:, 13] == 58) & (raw[:, 16] == 58)  # - - : :
         good &= (raw[:, 10] == 84) | (raw[:, 10] == 116) | (raw[:, 10] == 32)  # T t space
         year = _digits(b, [0, 1, 2, 3])
