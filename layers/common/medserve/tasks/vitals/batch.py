@@ -3,6 +3,12 @@
 Every sequence is validated as the API validates it (a bad one is reported in its own
 row); the valid ones are encoded as the API encodes them, padded and masked into one
 ``session.run`` per :data:`VITALS_CHUNK` sequences.
+
+All sequences of an object are first checked and encoded at once, column-wise
+(:mod:`medserve.tasks.vitals.fastpath`); the API's validator then takes, one by one, every
+sequence that check does not pass, so each error document is the API's. The result of
+every row is byte for byte what validating and encoding it alone would give
+(``tests/unit/test_vitals_batch_fastpath.py``).
 """
 
 from __future__ import annotations
