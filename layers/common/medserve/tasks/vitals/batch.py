@@ -27,7 +27,7 @@ from medserve.fields import parse_time
 from medserve.jsonbody import loads_row
 from medserve.problems import Problem, unprocessable
 from medserve.registry import ModelEntry
-from medserve.tasks.vitals.fastpath import Validated, validate_encode
+from medserve.tasks.vitals.fastpath import STRING_VALUES, Validated, validate_encode
 from medserve.tasks.vitals.features import NUMERIC_FIELDS, OBSERVATION_FIELDS, encode, pad_ranges
 from medserve.tasks.vitals.news2 import news2
 from medserve.tasks.vitals.service import VitalsSpec, build_result, parse, warning_texts
@@ -39,7 +39,6 @@ _LONG_INTEGER = re.compile(r"\d{4000}")
 # the C scanner json.loads runs (strict, NaN/Infinity as floats); JSONDecoder sets it in __init__
 _SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _KEYS = len(OBSERVATION_FIELDS)  # keys of an observation the fast path passes
-_STRINGS = 2  # its string values: time and consciousness (numbers and supplemental_oxygen are not)
 
 
 def process(entry: ModelEntry, data: bytes, name: str, *, max_rows: int) -> dict[str, Any]:
@@ -108,9 +107,10 @@ class UnprovenRows:
         """Whether row ``k``, passed by the fast path with that many observations, was read as the API reads it.
 
         Its keys are the top-level ones and :data:`_KEYS` per observation; its string values
-        :data:`_STRINGS` per observation and the id when that is a string.
+        :data:`~medserve.tasks.vitals.fastpath.STRING_VALUES` per observation and the id when that
+        is a string (``observations`` is an array, ``explain`` a boolean).
         """
-        strings = _STRINGS * observations + (type(row.id) is str)
+        strings = STRING_VALUES * observations + (type(row.id) is str)
         return self.lines[k].count('"') == 2 * (self.keys[k] + _KEYS * observations + strings)
 
 

@@ -32,12 +32,15 @@ import numpy as np
 from medserve.fields import Record
 from medserve.tasks.vitals.features import ACVPU_CODE, COLUMNS, DT_CAP_HOURS, NUMERIC_FIELDS, OBSERVATION_FIELDS
 
-__all__ = ["FastPlan", "Validated", "parse_times", "plan", "validate_encode"]
+__all__ = ["STRING_VALUES", "FastPlan", "Validated", "parse_times", "plan", "validate_encode"]
 
 _MAX_FLOAT = 1.7976931348623157e308
 _EXACT = float(2**53)  # bounds compared as float64 must be exact there for every integer value
 _EMPTY: dict[str, Any] = {}
 _NUMBER_TYPES = frozenset({int, float})
+#: String values of an observation this path passes: ``time`` and ``consciousness`` (the numbers are
+#: ``int``/``float``, ``supplemental_oxygen`` a ``bool``). The batch reader's duplicate-key proof counts on it.
+STRING_VALUES = 2
 _READINGS = itemgetter(*NUMERIC_FIELDS)
 #: Days in each month of a common year.
 _MONTH_DAYS = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
