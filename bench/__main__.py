@@ -244,7 +244,8 @@ def _batch_vitals(v: dict[str, Any] | None) -> list[str]:
         return []
     return [
         f"Vitals: {v['sequences']:,} sequences of {v['observations_per_sequence']} observations (JSON Lines), "
-        "validated one by one and padded into one `session.run` per chunk: "
+        "validated column-wise (the API's validator, one by one, for any sequence that check does not pass) "
+        "and padded into one `session.run` per chunk: "
         f"{v['process']['sequences_per_s']:,.0f} sequences/s "
         f"({v['process']['seconds']} s).",
         "",

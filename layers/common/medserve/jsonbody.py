@@ -14,11 +14,14 @@ and :func:`medserve.api.read_json` parses the others; both use :func:`loads`:
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from medserve.problems import unknown_key, unprocessable
 
 BOM = "\ufeff"
+_QUOTE_SPACE = re.compile('"[ \t\n\r]')  # JSON whitespace after a quote
+_LONG_INTEGER = re.compile(r"\d{4000}")
 _DUPLICATE = "duplicate key: this key appears more than once in the same object"
 
 
@@ -92,3 +95,36 @@ def loads(text: str | bytes) -> Any:
     if duplicates:
         raise unprocessable(duplicate_fields(value))
     return value
+
+
+def _known_keys(value: Any) -> int:
+    """Keys held by ``value`` (an object) and by the objects of its arrays of objects; others are not counted."""
+    keys = len(value)
+    for item in value.values():
+        if type(item) is list and item and list(map(type, item)).count(dict) == len(item):
+            keys += sum(map(len, item))
+    return keys
+
+
+def loads_row(text: str) -> Any:
+    """:func:`loads` for one JSON Lines row: the same value and the same errors, faster.
+
+    The C parser alone (no per-object hook) reads the row; its value is taken only when it
+    provably equals what :func:`loads` answers: no integer of 4,000 digits or more (read as a
+    float there), and no key given twice. The latter is proven by counting. When no ``"`` is
+    followed by whitespace, every key's closing quote is followed directly by its ``:``, so at
+    most ``text.count('":')`` keys were written. Parsed objects hold at most as many keys as
+    were written, fewer exactly when a key was repeated. So when the top object and the objects
+    of its arrays already hold that many keys between them, no key was repeated anywhere. Any
+    other row (spaced, with an escaped quote before a colon, objects nested deeper, a long
+    number, not JSON) is read by :func:`loads`, which answers it exactly as before.
+    """
+    if not (len(text) >= 4000 and _LONG_INTEGER.search(text)) and not _QUOTE_SPACE.search(text):
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError):
+            pass  # not JSON (or not readable here): loads() raises what the caller reports
+        else:
+            if type(value) is dict and _known_keys(value) == text.count('":'):
+                return value
+    return loads(text)

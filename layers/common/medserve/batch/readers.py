@@ -36,11 +36,11 @@ import io
 import math
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from medserve.jsonbody import loads as json_loads
+from medserve.jsonbody import loads_row as json_loads
 from medserve.problems import Problem, bad_request, payload_too_large, unprocessable, unsupported_media_type
 
 ID_COLUMN = "id"
@@ -223,34 +223,43 @@ def read_csv(text: str, *, required: Sequence[str], max_rows: int) -> Table:
     return Table(format="csv", rows=rows, columns=header)
 
 
-def read_jsonl(text: str, *, max_rows: int) -> Table:
-    """Parse JSON Lines: one object per non-blank line (bad lines become bad rows)."""
+def read_jsonl(text: str, *, max_rows: int, loads: Callable[[str], Any] | None = None) -> Table:
+    """Parse JSON Lines: one object per non-blank line (bad lines become bad rows).
+
+    ``loads`` reads one line (by default the API's reader, :func:`medserve.jsonbody.loads_row`);
+    it is called once per row, in order.
+    """
     rows: list[Row] = []
     for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         if len(rows) >= max_rows:
             raise _too_many(max_rows)
-        row = Row(index=len(rows), line=line_no)
-        try:
-            # the API's JSON reader: NaN/Infinity parse (the task names them), a key given twice is a 422
-            obj = json_loads(line)
-        except Problem as problem:
-            row.error = problem
-        except ValueError:
-            row.error = bad_request("the line is not valid JSON", field="line")
-        except RecursionError:
-            row.error = bad_request("the line is nested too deeply to be read", field="line")
-        else:
-            if isinstance(obj, dict):
-                row.id, row.error = row_id(obj.pop(ID_COLUMN, None))
-                row.values = obj
-            else:
-                row.error = unprocessable([("line", "must be a JSON object")])
-        rows.append(row)
+        rows.append(jsonl_row(len(rows), line_no, line, loads))
     if not rows:
         raise unprocessable([("object", "has no JSON Lines rows")])
     return Table(format="jsonl", rows=rows)
+
+
+def jsonl_row(index: int, line_no: int, line: str, loads: Callable[[str], Any] | None = None) -> Row:
+    """Row ``index`` (file line ``line_no``) of a JSON Lines object: an object, else a bad row."""
+    row = Row(index=index, line=line_no)
+    try:
+        # the API's JSON reader: NaN/Infinity parse (the task names them), a key given twice is a 422
+        obj = (loads or json_loads)(line)
+    except Problem as problem:
+        row.error = problem
+    except ValueError:
+        row.error = bad_request("the line is not valid JSON", field="line")
+    except RecursionError:
+        row.error = bad_request("the line is nested too deeply to be read", field="line")
+    else:
+        if isinstance(obj, dict):
+            row.id, row.error = row_id(obj.pop(ID_COLUMN, None))
+            row.values = obj
+        else:
+            row.error = unprocessable([("line", "must be a JSON object")])
+    return row
 
 
 @dataclass

@@ -14,6 +14,8 @@ whole object (unreadable, wrong header, too many rows) is raised as a
 from __future__ import annotations
 
 import re
+from itertools import repeat
+from operator import contains
 from typing import Any
 
 from medserve.batch.readers import Row
@@ -72,5 +74,5 @@ def split_instance_errors(problem: Problem) -> dict[int, list[tuple[str, str]]]:
 
 def summary(results: list[dict[str, Any]]) -> dict[str, int]:
     """``{"rows", "ok", "failed"}`` of a list of row results."""
-    failed = sum(1 for r in results if "error" in r)
+    failed = sum(map(contains, results, repeat("error")))  # rows with an "error" key
     return {"rows": len(results), "ok": len(results) - failed, "failed": failed}

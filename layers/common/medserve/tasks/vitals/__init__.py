@@ -6,6 +6,7 @@ Import-light: the submodules are imported where they are used.
 - :mod:`.features`: observation -> model input encoding (NumPy; shared with the export).
 - :mod:`.validation`: request validation, every violation reported.
 - :mod:`.service`: prediction and occlusion explanation; :mod:`.fhir`; :mod:`.batch`.
+- :mod:`.fastpath`: batch validation and encoding of many sequences at once (NumPy).
 """
 
 from __future__ import annotations

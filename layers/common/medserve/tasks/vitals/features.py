@@ -43,6 +43,7 @@ __all__ = [
     "REFERENCE_OBSERVATION",
     "encode",
     "pad_batch",
+    "pad_ranges",
 ]
 
 MAX_OBSERVATIONS: Final[int] = 500
@@ -207,3 +208,19 @@ def pad_batch(sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         x[i, : len(s)] = s
         m[i, : len(s)] = 1.0
     return x, m
+
+
+def pad_ranges(x: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`pad_batch` of the sequences ``x[starts[i] : starts[i] + lengths[i]]`` of one ``[sum T, F]`` array.
+
+    The same arrays as ``pad_batch([x[s : s + t] for s, t in zip(starts, lengths)])``, copied in
+    one indexing operation instead of one per sequence.
+    """
+    if not len(lengths):
+        raise ValueError("no sequences")
+    lengths = np.asarray(lengths, dtype=np.intp)
+    steps = np.arange(int(lengths.max()))
+    real = steps < lengths[:, None]  # [N, T]: an observation, not padding
+    out = np.zeros((len(lengths), len(steps), x.shape[1]), dtype=np.float32)
+    out[real] = x[(np.asarray(starts, dtype=np.intp)[:, None] + steps)[real]]
+    return out, real.astype(np.float32)

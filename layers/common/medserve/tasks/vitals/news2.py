@@ -100,18 +100,19 @@ def chart_value(value: float, decimals: int = 0) -> Decimal:
     return Decimal(repr(float(value))).quantize(quantum, rounding=ROUND_HALF_UP)
 
 
-@lru_cache(maxsize=8192)
 def _band(value: float, bands: tuple[tuple[str, int], ...], above: int, decimals: int = 0) -> int:
     """The points of the first band whose inclusive upper edge holds the chart value, else ``above``."""
     v = chart_value(value, decimals)
     return next((points for upper, points in bands if v <= Decimal(upper)), above)
 
 
+@lru_cache(maxsize=4096)  # one chart lookup per recorded value
 def score_respiratory_rate(value: float) -> int:
     """Respiration rate (breaths/min): <=8:3, 9-11:1, 12-20:0, 21-24:2, >=25:3."""
     return _band(value, (("8", 3), ("11", 1), ("20", 0), ("24", 2)), 3)
 
 
+@lru_cache(maxsize=4096)  # one chart lookup per recorded value
 def score_spo2_scale1(value: float) -> int:
     """SpO2 scale 1 (%): <=91:3, 92-93:2, 94-95:1, >=96:0."""
     return _band(value, (("91", 3), ("93", 2), ("95", 1)), 0)
@@ -122,11 +123,13 @@ def score_oxygen(on_oxygen: bool) -> int:
     return 2 if on_oxygen else 0
 
 
+@lru_cache(maxsize=4096)  # one chart lookup per recorded value
 def score_systolic_bp(value: float) -> int:
     """Systolic blood pressure (mmHg): <=90:3, 91-100:2, 101-110:1, 111-219:0, >=220:3."""
     return _band(value, (("90", 3), ("100", 2), ("110", 1), ("219", 0)), 3)
 
 
+@lru_cache(maxsize=4096)  # one chart lookup per recorded value
 def score_heart_rate(value: float) -> int:
     """Pulse (beats/min): <=40:3, 41-50:1, 51-90:0, 91-110:1, 111-130:2, >=131:3."""
     return _band(value, (("40", 3), ("50", 1), ("90", 0), ("110", 1), ("130", 2)), 3)
@@ -139,6 +142,7 @@ def score_consciousness(level: str) -> int:
     return 0 if level == "A" else 3
 
 
+@lru_cache(maxsize=4096)  # one chart lookup per recorded value
 def score_temperature(value: float) -> int:
     """Temperature (degC, one decimal): <=35.0:3, 35.1-36.0:1, 36.1-38.0:0, 38.1-39.0:1, >=39.1:2."""
     return _band(value, (("35.0", 3), ("36.0", 1), ("38.0", 0), ("39.0", 1)), 2, decimals=1)
@@ -163,7 +167,7 @@ def risk(score: int, components: Mapping[str, int]) -> str:
         return "high"
     if score >= 5:
         return "medium"
-    if any(points == 3 for points in components.values()):
+    if 3 in components.values():
         return "low-medium"
     return "low"
 
@@ -182,14 +186,37 @@ def news2(observation: Mapping[str, object]) -> News2:
         ``{"score", "risk", "components": {parameter: points}}``.
     """
     o = observation
+    score, level, points = _chart(
+        float(o["respiratory_rate"]),  # type: ignore[arg-type]
+        float(o["spo2"]),  # type: ignore[arg-type]
+        bool(o["supplemental_oxygen"]),
+        float(o["systolic_bp"]),  # type: ignore[arg-type]
+        float(o["heart_rate"]),  # type: ignore[arg-type]
+        str(o["consciousness"]),
+        float(o["temperature"]),  # type: ignore[arg-type]
+    )
+    return {"score": score, "risk": level, "components": dict(zip(PARAMETERS, points, strict=True))}
+
+
+@lru_cache(maxsize=4096)  # one chart reading per distinct observation (a new dict is built per call)
+def _chart(
+    respiratory_rate: float,
+    spo2: float,
+    supplemental_oxygen: bool,
+    systolic_bp: float,
+    heart_rate: float,
+    consciousness: str,
+    temperature: float,
+) -> tuple[int, str, tuple[int, ...]]:
+    """``(score, risk, points in PARAMETERS order)`` of one observation."""
     components = {
-        "respiratory_rate": score_respiratory_rate(float(o["respiratory_rate"])),  # type: ignore[arg-type]
-        "spo2": score_spo2_scale1(float(o["spo2"])),  # type: ignore[arg-type]
-        "supplemental_oxygen": score_oxygen(bool(o["supplemental_oxygen"])),
-        "systolic_bp": score_systolic_bp(float(o["systolic_bp"])),  # type: ignore[arg-type]
-        "heart_rate": score_heart_rate(float(o["heart_rate"])),  # type: ignore[arg-type]
-        "consciousness": score_consciousness(str(o["consciousness"])),
-        "temperature": score_temperature(float(o["temperature"])),  # type: ignore[arg-type]
+        "respiratory_rate": score_respiratory_rate(respiratory_rate),
+        "spo2": score_spo2_scale1(spo2),
+        "supplemental_oxygen": score_oxygen(supplemental_oxygen),
+        "systolic_bp": score_systolic_bp(systolic_bp),
+        "heart_rate": score_heart_rate(heart_rate),
+        "consciousness": score_consciousness(consciousness),
+        "temperature": score_temperature(temperature),
     }
     total = sum(components.values())
-    return {"score": total, "risk": risk(total, components), "components": components}
+    return total, risk(total, components), tuple(components.values())

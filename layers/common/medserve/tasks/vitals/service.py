@@ -28,6 +28,7 @@ import numpy as np
 
 from medserve.fields import Record
 from medserve.registry import ModelEntry
+from medserve.tasks.vitals.fastpath import FastPlan, plan
 from medserve.tasks.vitals.features import (
     FIELD_SPECS,
     MAX_OBSERVATIONS,
@@ -38,7 +39,7 @@ from medserve.tasks.vitals.features import (
 from medserve.tasks.vitals.news2 import news2
 from medserve.tasks.vitals.validation import VitalsRequest, body_record, validate_request
 
-__all__ = ["MAX_WINDOWS", "VitalsSpec", "build_spec", "explain", "parse", "predict", "windows"]
+__all__ = ["MAX_WINDOWS", "VitalsSpec", "build_spec", "explain", "parse", "predict", "warning_texts", "windows"]
 
 MAX_WINDOWS = 24
 
@@ -62,6 +63,7 @@ class VitalsSpec:
     columns: list[str]
     trained_max_length: int | None
     body: Record
+    fast: FastPlan | None = None  # the batch fast path's checks (None: every sequence validated one by one)
 
 
 def build_spec(entry: ModelEntry) -> VitalsSpec:
@@ -77,6 +79,7 @@ def build_spec(entry: ModelEntry) -> VitalsSpec:
     lengths = m.get("training_data", {}).get("observations_per_patient", {})
     features = list(v.get("features", FIELD_SPECS))
     max_observations = int(v.get("max_observations", MAX_OBSERVATIONS))
+    body = body_record(features, max_observations)
     return VitalsSpec(
         features=features,
         horizon_hours=float(v.get("horizon_hours", 24)),
@@ -92,7 +95,8 @@ def build_spec(entry: ModelEntry) -> VitalsSpec:
         train_max=np.array([i.get("train_max", np.inf) for i in inputs], dtype=np.float32),
         columns=[i["name"] for i in inputs],
         trained_max_length=lengths.get("max"),
-        body=body_record(features, max_observations),
+        body=body,
+        fast=plan(body),
     )
 
 
@@ -152,19 +156,27 @@ def explain(entry: ModelEntry, spec: VitalsSpec, x: np.ndarray, base: float, tim
 
 
 def _warnings(spec: VitalsSpec, x: np.ndarray) -> list[str]:
-    out: list[str] = []
+    outside = None
     if len(spec.train_min) == x.shape[2]:
         flat = x.reshape(-1, x.shape[2])
         outside = ((flat < spec.train_min) | (flat > spec.train_max)).any(axis=0)
+    return warning_texts(spec, outside, x.shape[1])
+
+
+def warning_texts(spec: VitalsSpec, outside: np.ndarray | None, length: int) -> list[str]:
+    """The warnings of a sequence of ``length`` observations, ``outside[j]`` when column ``j`` left
+    the training range somewhere (``None`` when the manifest states no range per column)."""
+    out: list[str] = []
+    if outside is not None and outside.any():
         names = [spec.columns[j] for j in np.flatnonzero(outside) if spec.columns[j] in NUMERIC_FIELDS]
         if names:
             out.append(
                 "values of " + ", ".join(names) + " lie outside the model's training range; "
                 "the probability is an extrapolation there"
             )
-    if spec.trained_max_length and x.shape[1] > spec.trained_max_length:
+    if spec.trained_max_length and length > spec.trained_max_length:
         out.append(
-            f"{x.shape[1]} observations: longer than any training sequence "
+            f"{length} observations: longer than any training sequence "
             f"({spec.trained_max_length}); the model has not been validated on sequences this long"
         )
     return out
