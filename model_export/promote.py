@@ -55,7 +55,7 @@ OUTPUT_KEYS = ("labels", "positive_label", "unit")
 TASK_BLOCK_FITTED = {"threshold"}
 
 #: the band's defaults when a plan has no ``monitoring`` block.
-BAND_DEFAULTS = {"window": 30, "coverage": 0.999, "resamples": 20000}
+BAND_DEFAULTS = {"window": 100, "coverage": 0.9999, "resamples": 20000}
 
 __all__ = [
     "GateError",
@@ -222,7 +222,8 @@ def monitoring_band(
     rng = np.random.default_rng(seed)
     means = values[rng.integers(0, len(values), (resamples, window))].mean(axis=1)
     tail = (1.0 - coverage) / 2.0
-    low, high = (float(v) for v in np.quantile(means, [tail, 1.0 - tail]))
+    # observed averages, not interpolations between them: a share over ``window`` is a multiple of 1/window
+    low, high = float(np.quantile(means, tail, method="lower")), float(np.quantile(means, 1.0 - tail, method="higher"))
     return {
         "metric": metric,
         "low": round(low, 6),
@@ -235,12 +236,21 @@ def monitoring_band(
     }
 
 
+def _threshold(manifest: Mapping[str, Any]) -> float | None:
+    """The operating point the served answers use, read as the services read it (the vitals block's
+    ``threshold`` wins over ``outputs.threshold``; the other tasks read ``outputs.threshold``)."""
+    value = (manifest.get("vitals") or {}).get("threshold")
+    if value is None:
+        value = manifest["outputs"].get("threshold")
+    return None if value is None else float(value)
+
+
 def _band_of(plan: Mapping[str, Any], manifest: Mapping[str, Any], scores: np.ndarray, version: str) -> dict[str, Any]:
     mon = {**BAND_DEFAULTS, **(plan.get("monitoring") or {})}
     band = monitoring_band(
         str(plan.get("kind", manifest.get("kind"))),
         scores,
-        manifest["outputs"].get("threshold"),
+        _threshold(manifest),
         window=int(mon["window"]),
         coverage=float(mon["coverage"]),
         resamples=int(mon["resamples"]),
@@ -474,8 +484,8 @@ def promote(
         y,
         p_live,
         p_cand,
-        metric_fns(kind, live_m["outputs"].get("threshold")),
-        metric_fns(kind, cand_m["outputs"].get("threshold")),
+        metric_fns(kind, _threshold(live_m)),
+        metric_fns(kind, _threshold(cand_m)),
         n_boot=int(n_boot or boot.get("resamples", 2000)),
         seed=int(boot.get("seed", plan["locked_test"]["seed"])),
     )

@@ -447,7 +447,7 @@ def test_shadow_scoring_is_a_switch_off_by_default_on_every_api_function(
 
     params = transformed["Parameters"]
     defaults = {SHADOW_ENV: params["ShadowModels"]["Default"], SAMPLE_ENV: params["ShadowSampleRate"]["Default"]}
-    assert not Shadow.from_env(defaults).on
+    assert not Shadow.from_env(environ=defaults).on
     serving = 0
     for name, fn in of_type("AWS::Lambda::Function").items():
         env = fn["Properties"].get("Environment", {}).get("Variables", {})

@@ -13,8 +13,10 @@ import pydicom
 import pytest
 
 from medserve import audit
+from medserve.api import lambda_entry, task_app
+from medserve.distribution import DEFAULT_WINDOW, Windows, band_window
 from tests.builders import PHI, make_dicom, phi_parts, png_bytes, ramp
-from tests.conftest import invoke, load_event
+from tests.conftest import FakeContext, invoke, live_folder, load_event, load_handler
 from tests.unit.test_imaging_handler import raw_event
 
 AIAST = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "AIAST"}
@@ -158,18 +160,77 @@ def test_one_audit_record_per_request_without_caller_strings(
         ("vitals", "vitals_predict", "PositiveShare"),
     ],
 )
-def test_the_prediction_distribution_is_emitted_per_model_apart_from_other_metrics(
+def test_one_distribution_datapoint_per_window_of_live_predictions_apart_from_other_metrics(
     capsys: pytest.CaptureFixture[str], task: str, event_name: str, metric: str
 ) -> None:
-    capsys.readouterr()
-    status, _, body = invoke(task, load_event(event_name))
-    assert status == 200
-    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
-    (dist,) = [b for b in blobs if metric in b]
-    assert dist["ModelId"] == body["model"]["id"]
+    # Given a fresh function (its own running sums) and the window recorded for the live version
+    app = task_app(task, load_handler(task).REGISTRY)
+    handler = lambda_entry(app)
+    event = load_event(event_name)
+    model_id = event["pathParameters"]["model_id"]
+    live = load_handler(task).REGISTRY.get(model_id)
+    window = band_window(live_folder(model_id).parent, live.version)
+    assert window == json.loads((live_folder(model_id).parent / "live.json").read_text())["band"]["window"]
+    seen: list[float] = []
+    datapoints: list[dict[str, Any]] = []
+    # When live answers arrive until one window is full
+    while len(seen) < window:
+        capsys.readouterr()
+        response = handler(event, FakeContext())
+        assert response["statusCode"] == 200
+        body = json.loads(response["body"])
+        answers = body["predictions"] if "predictions" in body else [body["prediction"]]
+        for p in answers:
+            seen.append(p["value"] if metric == "MeanScore" else float(p["label"] == live.spec.positive))
+        blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+        assert all("ModelId" not in b for b in blobs if "Predictions" in b)  # other metrics keep their dimensions
+        datapoints += [b for b in blobs if metric in b]
+        # Then nothing is emitted before the window is full ...
+        assert bool(datapoints) == (len(seen) >= window), (len(seen), datapoints)
+    # ... and then one datapoint: the average over exactly those predictions, per ModelId, nothing else
+    (dist,) = datapoints
+    assert dist["ModelId"] == model_id
+    assert dist[metric][0] == pytest.approx(sum(seen) / len(seen))
     assert any("ModelId" in dims for dims in dist["_aws"]["CloudWatchMetrics"][0]["Dimensions"])
-    assert all("ModelId" not in b for b in blobs if "Predictions" in b)  # other metrics keep their dimensions
     assert set(dist) <= {"_aws", "ModelId", "service", metric, "function_name"}  # no input value travels
+    assert app.distribution.pending(model_id, metric) == 0
+
+
+@pytest.mark.parametrize(
+    ("query", "request_id"),
+    [
+        ({"version": "2.0.0"}, None),  # a candidate answers: not the version the band describes
+        (None, "deploy-hook-1234"),  # the deployment hooks' golden requests
+        (None, "snapstart-warmup-7"),  # the SnapStart warm-up
+    ],
+)
+def test_candidates_and_golden_requests_never_count_toward_the_band(
+    capsys: pytest.CaptureFixture[str], query: dict[str, str] | None, request_id: str | None
+) -> None:
+    app = task_app("vitals", load_handler("vitals").REGISTRY)
+    handler = lambda_entry(app)
+    event = {**load_event("vitals_predict"), "queryStringParameters": query}
+    if request_id:
+        event["requestContext"] = {**event["requestContext"], "requestId": request_id}
+    for _ in range(app.distribution.windows["vitals-deterioration"] + 1):
+        assert handler(event, FakeContext())["statusCode"] == 200
+    assert app.distribution.pending("vitals-deterioration", "PositiveShare") == 0
+    assert "PositiveShare" not in capsys.readouterr().out
+    # while the live version pinned by name counts like any live answer
+    pinned = {**load_event("vitals_predict"), "queryStringParameters": {"version": "1.0.0"}}
+    assert handler(pinned, FakeContext())["statusCode"] == 200
+    assert app.distribution.pending("vitals-deterioration", "PositiveShare") == 1
+
+
+def test_windows_average_every_prediction_of_a_window() -> None:
+    windows = Windows({"m": 5})
+    assert windows.add("m", {"PositiveShare": 0.5}, 2) == {}
+    assert windows.add("m", {"PositiveShare": 1.0}, 2) == {}
+    # the answer that fills the window closes it, all its predictions included
+    assert windows.add("m", {"PositiveShare": 0.0}, 2) == {"PositiveShare": pytest.approx(3 / 6)}
+    assert windows.pending("m", "PositiveShare") == 0
+    assert windows.add("m", {}, 3) == {} and windows.add("m", {"PositiveShare": 1.0}, 0) == {}
+    assert Windows({}).add("other", {"MeanScore": 2.0}, DEFAULT_WINDOW) == {"MeanScore": 2.0}
 
 
 @pytest.mark.parametrize("accept", ["text/html", "application/xml", "application/dicom"])

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from medserve import tasks
 from medserve.api import lambda_entry, task_app
 from medserve.shadow import SAMPLE_ENV, SHADOW_ENV, Shadow, agreement
 from tests.conftest import MODELS, FakeContext, live_folder, load_event, load_handler, with_body
@@ -141,8 +142,17 @@ def test_a_failing_shadow_never_changes_the_answer_and_logs_no_message(
     event = load_event("vitals_predict")
     plain = _handler("vitals", monkeypatch, "", "0")
     expected = _strip(_call(plain, event)[1])
-    # A shadow version that is not served: looking it up raises a 404 problem inside the shadow path
-    broken = _handler("vitals", monkeypatch, "vitals-deterioration@9.9.9", "1")
+    # A shadow version whose model raises (a message that quotes a value, as libraries do)
+    task = tasks.get("vitals")
+    real_predict = task.predict
+
+    def predict(entry: Any, parsed: list[Any]) -> list[dict[str, Any]]:
+        if entry.version == "2.0.0":
+            raise RuntimeError("bad value 37.2 for Jane")
+        return real_predict(entry, parsed)
+
+    broken = _handler("vitals", monkeypatch, "vitals-deterioration@2.0.0", "1")
+    monkeypatch.setattr(task, "predict", predict)
     capsys.readouterr()
     caplog.set_level(logging.DEBUG)
     status, body = _call(broken, event)
@@ -150,13 +160,56 @@ def test_a_failing_shadow_never_changes_the_answer_and_logs_no_message(
     assert status == 200
     assert _strip(body) == expected
     blob = _merged(_emf(out))
-    assert blob["ShadowErrors"] == 1.0 and blob["ShadowVersion"] == "9.9.9"
+    assert blob["ShadowErrors"] == 1.0 and blob["ShadowVersion"] == "2.0.0"
     # the failure is logged once, by exception type only (no exception message, no traceback)
     records = [r for r in caplog.records if r.getMessage() == "shadow scoring failed"]
     assert len(records) == 1, records
     (record,) = records
-    assert record.levelno == logging.WARNING and record.error == "Problem"  # type: ignore[attr-defined]
+    assert record.levelno == logging.WARNING and record.error == "RuntimeError"  # type: ignore[attr-defined]
     assert record.exc_info is None and not record.args
+    assert "Jane" not in caplog.text and "37.2" not in caplog.text and "Jane" not in out
+
+
+def test_a_shadow_that_is_not_served_or_reads_other_inputs_is_dropped_at_start(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for shadow in ("vitals-deterioration@9.9.9", "breast-cancer@1.1.0"):  # unknown; another task's model
+        handler = _handler("vitals", monkeypatch, shadow, "1")
+        capsys.readouterr()
+        assert _call(handler, load_event("vitals_predict"))[0] == 200
+        assert _emf(capsys.readouterr().out) == []
+    dropped = [r for r in caplog.records if r.getMessage().startswith("shadow version dropped")]
+    assert [r.shadow_model for r in dropped] == ["vitals-deterioration", "breast-cancer"]  # type: ignore[attr-defined]
+    # a candidate whose inputs differ from the live version's (another feature order) is dropped too
+    registry = load_handler("risk").REGISTRY
+    candidate = registry.get("breast-cancer", version="1.1.0")
+    swapped = json.loads(json.dumps(candidate.manifest))
+    swapped["inputs"][0], swapped["inputs"][1] = swapped["inputs"][1], swapped["inputs"][0]
+    monkeypatch.setattr(candidate, "manifest", swapped)
+    assert not Shadow.from_env(registry, "risk", {SHADOW_ENV: "breast-cancer@1.1.0", SAMPLE_ENV: "1"}).on
+    monkeypatch.undo()
+    assert Shadow.from_env(registry, "risk", {SHADOW_ENV: "breast-cancer@1.1.0", SAMPLE_ENV: "1"}).on
+
+
+def test_the_shadow_never_explains(monkeypatch: pytest.MonkeyPatch) -> None:
+    task = tasks.get("vitals")
+    real_predict = task.predict
+    seen: list[tuple[str, bool]] = []
+
+    def predict(entry: Any, parsed: list[Any]) -> list[dict[str, Any]]:
+        seen.extend((entry.version, p.explain) for p in parsed)
+        return real_predict(entry, parsed)
+
+    handler = _handler("vitals", monkeypatch, "vitals-deterioration@2.0.0", "1")
+    monkeypatch.setattr(task, "predict", predict)
+    status, body = _call(handler, load_event("vitals_predict_explain"))
+    assert status == 200 and "contributions" in body
+    assert seen == [("1.0.0", True), ("2.0.0", False)]
+    # and risk's parsed pair loses its explain flag the same way
+    risk = tasks.get("risk")
+    x = np.zeros((1, 3))
+    assert risk.unexplained((x, True))[1] is False and risk.unexplained((x, True))[0] is x
 
 
 def test_sampling_follows_the_rate() -> None:
@@ -166,6 +219,9 @@ def test_sampling_follows_the_rate() -> None:
 
     class _Task:
         name = "t"
+
+        def unexplained(self, parsed: Any) -> Any:
+            return parsed
 
         def predict(self, entry: Any, parsed: list[Any]) -> list[dict[str, Any]]:
             return [{"s": 0.25}]
@@ -194,9 +250,9 @@ def test_agreement_of_two_answers() -> None:
 
 
 def test_configuration_from_the_environment() -> None:
-    assert not Shadow.from_env({}).on
-    cfg = Shadow.from_env({SHADOW_ENV: "a@2.0.0, b@1.1.0", SAMPLE_ENV: "0.25"})
+    assert not Shadow.from_env(environ={}).on
+    cfg = Shadow.from_env(environ={SHADOW_ENV: "a@2.0.0, b@1.1.0", SAMPLE_ENV: "0.25"})
     assert cfg.on and cfg.versions == {"a": "2.0.0", "b": "1.1.0"} and cfg.rate == 0.25
     for rate in ("-1", "nan", "x", "1.5", ""):
-        assert not Shadow.from_env({SHADOW_ENV: "a@2.0.0", SAMPLE_ENV: rate}).on, rate
-    assert not Shadow.from_env({SAMPLE_ENV: "1"}).on  # no version named
+        assert not Shadow.from_env(environ={SHADOW_ENV: "a@2.0.0", SAMPLE_ENV: rate}).on, rate
+    assert not Shadow.from_env(environ={SAMPLE_ENV: "1"}).on  # no version named

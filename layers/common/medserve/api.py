@@ -26,7 +26,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
-from medserve import audit, provenance, tasks
+from medserve import audit, distribution, provenance, tasks
 from medserve.negotiate import quality
 from medserve.problems import (
     PROBLEM_CONTENT_TYPE,
@@ -102,6 +102,8 @@ class MedServeResolver(APIGatewayRestResolver):
         self.route_table: list[tuple[re.Pattern[str], str]] = []
         self.answered_by: Any = None
         """The model entry of the current request, once looked up (for the audit record)."""
+        self.distribution: Any = None
+        """The predict route's :class:`medserve.distribution.Windows` (``None`` on other apps)."""
 
     def route(self, rule: str, method: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: D401
         methods = [method] if isinstance(method, str) else list(method)
@@ -264,7 +266,9 @@ def task_app(task_name: str, registry: Registry) -> MedServeResolver:
     """
     task = tasks.get(task_name)
     app = create_app()
-    shadow = Shadow.from_env()  # off unless the deployment names a shadow version and a sample rate
+    shadow = Shadow.from_env(registry, task_name)  # off unless the deployment names a shadow version and a rate
+    windows = distribution.Windows.for_models(registry.entries(task_name))  # the band alarms' datapoints
+    app.distribution = windows
 
     available = (JSON, FHIR_JSON, *task.media_types)
 
@@ -282,7 +286,11 @@ def task_app(task_name: str, registry: Registry) -> MedServeResolver:
             if reason:
                 raise not_acceptable(reason)
         result = task.predict(entry, [parsed])[0]
-        record_distribution(entry, task.monitoring(entry, result))
+        live = registry.model(entry.id).live is entry  # the band describes the live version alone
+        if live and not distribution.synthetic(request_id(app)):
+            full = windows.add(entry.id, task.monitoring(entry, result), len(task.scores(entry, result)))
+            if full:
+                record_distribution(entry, full)
         if shadow.on:
             shadow.score(task, registry, entry, parsed, result, pinned=pinned is not None)
         if chosen in task.media_types:
@@ -328,10 +336,11 @@ def prediction_response(
 
 
 def record_distribution(entry: Any, values: dict[str, float]) -> None:
-    """The prediction-distribution metrics of one answer (``PositiveShare`` / ``MeanScore``, per ``ModelId``).
+    """One prediction-distribution datapoint (``PositiveShare`` / ``MeanScore``, per ``ModelId``).
 
-    Aggregates only (a share of positive labels, a mean score), never an input; the canary's
-    band alarms watch them per model (``SELECT AVG(...) FROM MedServe WHERE ModelId = ...``).
+    Each is the share of positive labels (or the mean score) over one window of the live
+    version's predictions (:mod:`medserve.distribution`): aggregates only, never an input.
+    The canary's band alarms watch them per model (``SELECT AVG(...) FROM MedServe WHERE ModelId = ...``).
     """
     from aws_lambda_powertools.metrics import single_metric
 

@@ -304,7 +304,7 @@ def band_overrides(models_dir: str | Path) -> dict[str, str]:
         if band is None:
             continue
         name = "MonitoringBand" + "".join(part.capitalize() for part in model_dir.name.split("-"))
-        out[name] = f"{band['metric']},{float(band['low']):g},{float(band['high']):g}"
+        out[name] = f"{band['metric']},{float(band['low']):.10g},{float(band['high']):.10g}"
     return out
 
 

@@ -22,11 +22,14 @@ emitted, per ``ModelId`` and ``ShadowVersion``, in the ``MedServe`` namespace:
 
 Any failure of the shadow path counts in ``ShadowErrors`` (its exception type alone is
 logged) and never changes the live answer. A sampled request pays the shadow version's
-prediction time; the sample rate bounds that cost.
+prediction time (without an explanation, even when the request asked for one); the sample
+rate bounds that cost. A shadow version must read the live version's parsed request: one
+whose inputs differ (names, order, ONNX inputs) is dropped when the function starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from collections.abc import Callable, Mapping
@@ -78,9 +81,16 @@ class Shadow:
     emit: Callable[[Mapping[str, float], str, str], None] = _emit
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Shadow:
-        """The configuration in ``environ`` (``os.environ``). A malformed value switches shadowing
-        off rather than failing the function: shadowing must never cost a live answer."""
+    def from_env(
+        cls, registry: Registry | None = None, task: str | None = None, environ: Mapping[str, str] | None = None
+    ) -> Shadow:
+        """The configuration in ``environ`` (``os.environ``), for the models of ``task`` in ``registry``.
+
+        A malformed value switches shadowing off rather than failing the function: shadowing must
+        never cost a live answer. With a registry, a shadow version that is not served, or whose
+        inputs differ from the live version's (names, order, ONNX inputs: the live version's
+        parsed request would be fed to it), is dropped at init with a warning naming the model.
+        """
         env = os.environ if environ is None else environ
         versions: dict[str, str] = {}
         for item in (env.get(SHADOW_ENV) or "").split(","):
@@ -93,6 +103,8 @@ class Shadow:
             rate = 0.0
         if not 0.0 < rate <= 1.0:  # NaN, negative, above 1: off
             rate = 0.0
+        if registry is not None:
+            versions = {m: v for m, v in versions.items() if _compatible(registry, task, m, v)}
         return cls(versions, rate if versions else 0.0)
 
     @property
@@ -116,14 +128,38 @@ class Shadow:
             return False
         try:
             candidate = registry.get(entry.id, task=task.name, version=version)
-            shadow = task.predict(candidate, [parsed])[0]
+            shadow = task.predict(candidate, [task.unexplained(parsed)])[0]  # no explanation: not shown to anyone
             values = agreement(task.scores(entry, result), task.scores(candidate, shadow))
+            self.emit(values, entry.id, version)
         except Exception as exc:  # noqa: BLE001 - the live answer stands whatever the shadow does
             from medserve.api import logger
 
             # the type only: a message could quote the request
             logger.warning("shadow scoring failed", extra={"error": type(exc).__name__})
-            self.emit({"ShadowErrors": 1.0}, entry.id, version)
+            with contextlib.suppress(Exception):
+                self.emit({"ShadowErrors": 1.0}, entry.id, version)
             return False
-        self.emit(values, entry.id, version)
         return True
+
+
+def _inputs(entry: Any) -> tuple[Any, Any]:
+    manifest = entry.manifest
+    return [i.get("name") for i in manifest.get("inputs", [])], manifest.get("onnx", {}).get("inputs")
+
+
+def _compatible(registry: Registry, task: str | None, model_id: str, version: str) -> bool:
+    """Whether ``version`` of ``model_id`` is served and reads the live version's parsed requests."""
+    try:
+        model = registry.model(model_id, task)
+        candidate = registry.get(model_id, task=task, version=version)
+    except Exception:  # noqa: BLE001 - not served here (another task's model, unknown or retired version)
+        ok = False
+    else:
+        ok = candidate.version != model.live.version and _inputs(candidate) == _inputs(model.live)
+    if not ok:
+        from medserve.api import logger
+
+        logger.warning(
+            "shadow version dropped: not served here, or its inputs differ", extra={"shadow_model": model_id}
+        )
+    return ok

@@ -141,6 +141,14 @@ class Task:
         answers with the positive label) or ``{"MeanScore": s}``; aggregates only, no input value."""
         return {}
 
+    def unexplained(self, parsed: Any) -> Any:
+        """``parsed`` with no explanation asked (shadow scoring predicts, never explains)."""
+        import dataclasses
+
+        if dataclasses.is_dataclass(parsed) and not isinstance(parsed, type) and hasattr(parsed, "explain"):
+            return dataclasses.replace(parsed, explain=False)
+        return parsed
+
     def scores(self, entry: ModelEntry, result: dict[str, Any]) -> list[tuple[str | None, float]]:
         """``(label, score)`` of each prediction in one answer: the label (``None`` for a regression)
         and the positive-label probability or the predicted value. Shadow scoring compares these."""

@@ -81,6 +81,9 @@ class RiskTask(Task):
             return {"MeanScore": sum(p["value"] for p in predictions) / len(predictions)}
         return {"PositiveShare": sum(p["label"] == entry.spec.positive for p in predictions) / len(predictions)}
 
+    def unexplained(self, parsed: ParsedRisk) -> ParsedRisk:
+        return (parsed[0], False)
+
     def scores(self, entry: ModelEntry, result: dict[str, Any]) -> list[tuple[str | None, float]]:
         if entry.spec.kind == "regression":
             return [(None, p["value"]) for p in result["predictions"]]
