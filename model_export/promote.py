@@ -304,6 +304,15 @@ def _read_json(path: Path) -> dict[str, Any]:
     return doc
 
 
+def _locked_split(base: Path, plan: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The plan's locked split (hashes checked): the ONNX feeds and the labels or targets."""
+    try:
+        data = locked.load(base, plan)
+    except ValueError as exc:
+        raise GateError(str(exc)) from exc
+    return {k[3:]: data[k] for k in data if k.startswith("in:")}, data["y"]
+
+
 def _session(folder: Path, manifest: Mapping[str, Any]) -> Any:
     import onnxruntime as ort
 
@@ -461,12 +470,7 @@ def promote(
         # nothing to decide, and its promotion report must not be overwritten
         raise GateError(f"{model_id} {version} is {'live' if version == live_v else 'retired'}, not a candidate")
     cand_m, live_m = _read_json(cand_dir / "manifest.json"), _read_json(live_dir / "manifest.json")
-    try:
-        data = locked.load(base, plan)
-    except ValueError as exc:
-        raise GateError(str(exc)) from exc
-    feeds = {k[3:]: data[k] for k in data if k.startswith("in:")}
-    y = data["y"]
+    feeds, y = _locked_split(base, plan)
 
     outcome = Outcome(model_id, version, live_v, promoted=False)
     checks = outcome.checks
@@ -532,11 +536,7 @@ def record_band(model_id: str, *, root: Path = Path("layers/models"), now: Calla
     live_m = _read_json(live_dir / "manifest.json")
     if not _integrity(live_dir, live_m, "live").passed:
         raise GateError(f"{model_id} {live_v}: model.onnx does not match its manifest")
-    try:
-        data = locked.load(base, plan)
-    except ValueError as exc:
-        raise GateError(str(exc)) from exc
-    feeds = {k[3:]: data[k] for k in data if k.startswith("in:")}
+    feeds, _ = _locked_split(base, plan)
     band = _band_of(plan, live_m, _predict(_session(live_dir, live_m), live_m, feeds), live_v)
     band["recorded_at"] = now()
     _write_live(base, {**live_doc, "band": band})
