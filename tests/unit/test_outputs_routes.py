@@ -224,13 +224,13 @@ def test_candidates_and_golden_requests_never_count_toward_the_band(
 
 def test_windows_average_every_prediction_of_a_window() -> None:
     windows = Windows({"m": 5})
-    assert windows.add("m", {"PositiveShare": 0.5}, 2) == {}
-    assert windows.add("m", {"PositiveShare": 1.0}, 2) == {}
+    assert windows.add("m", [("p", 0.9), ("n", 0.1)], "p") == {}
+    assert windows.add("m", [("p", 0.9), ("p", 0.8)], "p") == {}
     # the answer that fills the window closes it, all its predictions included
-    assert windows.add("m", {"PositiveShare": 0.0}, 2) == {"PositiveShare": pytest.approx(3 / 6)}
+    assert windows.add("m", [("n", 0.2), ("n", 0.3)], "p") == {"PositiveShare": pytest.approx(3 / 6)}
     assert windows.pending("m", "PositiveShare") == 0
-    assert windows.add("m", {}, 3) == {} and windows.add("m", {"PositiveShare": 1.0}, 0) == {}
-    assert Windows({}).add("other", {"MeanScore": 2.0}, DEFAULT_WINDOW) == {"MeanScore": 2.0}
+    assert windows.add("m", [], "p") == {} and windows.pending("m", "PositiveShare") == 0
+    assert Windows({}).add("other", [(None, 2.0)] * DEFAULT_WINDOW, None) == {"MeanScore": 2.0}
 
 
 @pytest.mark.parametrize("accept", ["text/html", "application/xml", "application/dicom"])

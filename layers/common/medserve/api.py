@@ -288,7 +288,7 @@ def task_app(task_name: str, registry: Registry) -> MedServeResolver:
         result = task.predict(entry, [parsed])[0]
         live = registry.model(entry.id).live is entry  # the band describes the live version alone
         if live and not distribution.synthetic(request_id(app)):
-            full = windows.add(entry.id, task.monitoring(entry, result), len(task.scores(entry, result)))
+            full = windows.add(entry.id, task.scores(entry, result), getattr(entry.spec, "positive", None))
             if full:
                 record_distribution(entry, full)
         if shadow.on:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medserve.distribution import recorded_band
 from medserve.golden import differences, golden_event
 
 log = logging.getLogger("medserve.deploy_hooks")
@@ -282,8 +283,8 @@ def _live_band(model_dir: Path) -> Mapping[str, Any] | None:
     release = json.loads(live_path.read_text(encoding="utf-8")) if live_path.is_file() else {}
     name = str(release.get("live") or "")
     chosen = next((p for p in versions if p.name == name), versions[-1])
-    band = release.get("band")
-    if isinstance(band, Mapping) and str(band.get("version")) == chosen.name:
+    band = recorded_band(release, chosen.name)
+    if band is not None:
         return band
     manifest = json.loads((chosen / "manifest.json").read_text(encoding="utf-8"))
     band = ((manifest or {}).get("monitoring") or {}).get("band")

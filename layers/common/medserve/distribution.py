@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +32,20 @@ DEFAULT_WINDOW = 100
 SYNTHETIC_REQUEST_PREFIXES = ("deploy-hook-", "snapstart-warmup-")
 """Request ids of golden requests (deployment hooks, SnapStart warm-up): never counted."""
 
-__all__ = ["DEFAULT_WINDOW", "SYNTHETIC_REQUEST_PREFIXES", "Windows", "band_window"]
+__all__ = ["DEFAULT_WINDOW", "SYNTHETIC_REQUEST_PREFIXES", "Windows", "band_window", "recorded_band", "synthetic"]
+
+
+def recorded_band(release: Mapping[str, Any], version: str) -> Mapping[str, Any] | None:
+    """The ``band`` of a ``live.json`` document when the promotion gate recorded it for ``version``."""
+    band = release.get("band")
+    return band if isinstance(band, Mapping) and str(band.get("version")) == version else None
 
 
 def band_window(model_dir: Path, live_version: str) -> int:
     """The ``window`` of the band recorded for ``live_version`` in ``model_dir/live.json`` (else the default)."""
     try:
-        band = json.loads((model_dir / "live.json").read_text(encoding="utf-8")).get("band") or {}
-        if str(band.get("version")) == live_version and int(band["window"]) >= 1:
+        band = recorded_band(json.loads((model_dir / "live.json").read_text(encoding="utf-8")), live_version)
+        if band is not None and int(band["window"]) >= 1:
             return int(band["window"])
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         pass
@@ -65,8 +71,11 @@ class Windows:
         """Windows for the live version of each model (entries with ``id``, ``version`` and ``path``)."""
         return cls({e.id: band_window(Path(e.path).parent, e.version) for e in live_entries})
 
-    def add(self, model_id: str, values: Mapping[str, float], n: int) -> dict[str, float]:
-        """Count one answer of ``n`` predictions whose per-answer averages are ``values``.
+    def add(self, model_id: str, scores: Sequence[tuple[str | None, float]], positive: str | None) -> dict[str, float]:
+        """Count one answer: its ``(label, score)`` per prediction (:meth:`medserve.tasks.base.Task.scores`).
+
+        A classifier's answers count toward ``PositiveShare`` (labels equal to ``positive``), a
+        regression's (labels ``None``) toward ``MeanScore`` (the scores).
 
         Returns
         -------
@@ -74,18 +83,21 @@ class Windows:
             The datapoints completed by this answer (``{}`` until ``window`` predictions are in):
             each the average over every prediction counted since the last datapoint.
         """
-        if n < 1 or not values:
+        if not scores:
             return {}
+        if scores[0][0] is None:
+            metric, total = "MeanScore", float(sum(score for _, score in scores))
+        else:
+            metric, total = "PositiveShare", float(sum(label == positive for label, _ in scores))
         window = self.windows.get(model_id, DEFAULT_WINDOW)
-        full: dict[str, float] = {}
         with self._lock:
-            for metric, value in values.items():
-                sums = self._sums.setdefault((model_id, metric), [0.0, 0.0])
-                sums[0] += float(value) * n
-                sums[1] += n
-                if sums[1] >= window:
-                    full[metric] = sums[0] / sums[1]
-                    sums[0] = sums[1] = 0.0
+            sums = self._sums.setdefault((model_id, metric), [0.0, 0.0])
+            sums[0] += total
+            sums[1] += len(scores)
+            if sums[1] < window:
+                return {}
+            full = {metric: sums[0] / sums[1]}
+            sums[0] = sums[1] = 0.0
         return full
 
     def pending(self, model_id: str, metric: str) -> int:

@@ -136,11 +136,6 @@ class Task:
         """``(body, content type)`` of a prediction in one of :attr:`media_types`."""
         raise NotImplementedError
 
-    def monitoring(self, entry: ModelEntry, result: dict[str, Any]) -> dict[str, float]:
-        """The prediction-distribution metrics of one answer: ``{"PositiveShare": p}`` (the share of
-        answers with the positive label) or ``{"MeanScore": s}``; aggregates only, no input value."""
-        return {}
-
     def unexplained(self, parsed: Any) -> Any:
         """``parsed`` with no explanation asked (shadow scoring predicts, never explains)."""
         import dataclasses
@@ -151,7 +146,8 @@ class Task:
 
     def scores(self, entry: ModelEntry, result: dict[str, Any]) -> list[tuple[str | None, float]]:
         """``(label, score)`` of each prediction in one answer: the label (``None`` for a regression)
-        and the positive-label probability or the predicted value. Shadow scoring compares these."""
+        and the positive-label probability or the predicted value. The band alarms' datapoints
+        (:mod:`medserve.distribution`) and shadow scoring are computed from these."""
         raise NotImplementedError
 
     # --- Open Inference Protocol v2 ------------------------------------------------------------

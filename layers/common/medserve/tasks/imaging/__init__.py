@@ -44,9 +44,6 @@ class ImagingTask(Task):
 
         return [predict(entry, request) for request in parsed]
 
-    def monitoring(self, entry: ModelEntry, result: dict[str, Any]) -> dict[str, float]:
-        return {"PositiveShare": float(result["prediction"]["label"] == entry.spec.positive)}
-
     def scores(self, entry: ModelEntry, result: dict[str, Any]) -> list[tuple[str | None, float]]:
         prediction = result["prediction"]
         return [(prediction["label"], prediction["probabilities"][entry.spec.positive])]

@@ -75,12 +75,6 @@ class RiskTask(Task):
 
         return [{"predictions": predictions(entry, x, explain_=explain)} for x, explain in parsed]
 
-    def monitoring(self, entry: ModelEntry, result: dict[str, Any]) -> dict[str, float]:
-        predictions = result["predictions"]
-        if entry.spec.kind == "regression":
-            return {"MeanScore": sum(p["value"] for p in predictions) / len(predictions)}
-        return {"PositiveShare": sum(p["label"] == entry.spec.positive for p in predictions) / len(predictions)}
-
     def unexplained(self, parsed: ParsedRisk) -> ParsedRisk:
         return (parsed[0], False)
 

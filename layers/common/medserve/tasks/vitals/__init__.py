@@ -53,9 +53,6 @@ class VitalsTask(Task):
 
         return predict_sequences(entry, parsed)
 
-    def monitoring(self, entry: ModelEntry, result: dict[str, Any]) -> dict[str, float]:
-        return {"PositiveShare": float(result["prediction"]["label"] == entry.spec.positive)}
-
     def scores(self, entry: ModelEntry, result: dict[str, Any]) -> list[tuple[str | None, float]]:
         return [(result["prediction"]["label"], result["prediction"]["probability"])]
 
